@@ -15,7 +15,11 @@ SUBMODULES = ("data", "models", "engine", "losses", "metrics", "optim", "utils")
 
 def _detect_prefix():
     try:
-        pypi = importlib.util.find_spec("torchreid.reid") is not None
+        with warnings.catch_warnings():
+            # torchreid from PyPI warns at import that its Cython ranking is missing; the
+            # plugin ranks with its own vectorised evaluation, so the warning is noise.
+            warnings.filterwarnings("ignore", message="Cython evaluation", category=UserWarning)
+            pypi = importlib.util.find_spec("torchreid.reid") is not None
     except ModuleNotFoundError:
         raise ImportError(
             "torchreid is not installed: run `pip install torchreid==0.2.5` "
@@ -33,17 +37,13 @@ def import_module(name):
     return importlib.import_module(f"{PREFIX}.{name}")
 
 
-with warnings.catch_warnings():
-    # torchreid from PyPI warns that its Cython ranking is missing; the plugin ranks with
-    # its own vectorised evaluation, so the warning says nothing useful to our users.
-    warnings.filterwarnings("ignore", message="Cython evaluation", category=UserWarning)
-    data = import_module("data")
-    models = import_module("models")
-    engine = import_module("engine")
-    losses = import_module("losses")
-    metrics = import_module("metrics")
-    optim = import_module("optim")
-    utils = import_module("utils")
+data = import_module("data")
+models = import_module("models")
+engine = import_module("engine")
+losses = import_module("losses")
+metrics = import_module("metrics")
+optim = import_module("optim")
+utils = import_module("utils")
 
 
 def model_factory():
