@@ -20,7 +20,9 @@ def _detect_prefix():
             # plugin ranks with its own vectorised evaluation, so the warning is noise.
             warnings.filterwarnings("ignore", message="Cython evaluation", category=UserWarning)
             pypi = importlib.util.find_spec("torchreid.reid") is not None
-    except ModuleNotFoundError:
+    except ModuleNotFoundError as e:
+        if e.name != "torchreid":
+            raise  # torchreid is there but one of its own dependencies is missing
         raise ImportError(
             "torchreid is not installed: run `pip install torchreid==0.2.5` "
             "(or install it from source)"

@@ -1,0 +1,80 @@
+"""Config loading: torchreid key names, strict keys with suggestions, kwargs helpers, CLI exit codes."""
+import os
+
+import pytest
+
+from vld_plugin.config import (
+    ConfigError,
+    engine_run_kwargs,
+    get_default_config,
+    load_config,
+    lr_scheduler_kwargs,
+    optimizer_kwargs,
+    videodata_kwargs,
+)
+
+
+def test_defaults_follow_the_authors_recipe():
+    cfg = get_default_config()
+    assert cfg.train.lr == 2.5e-5 and cfg.train.weight_decay == 1e-4
+    assert cfg.train.max_epoch == 24 and cfg.train.iters_per_epoch == 200
+    assert cfg.train.seed == 1 and cfg.video.seq_len == 6
+    assert (cfg.data.height, cfg.data.width) == (288, 144)
+    assert (cfg.loss.vld.lambda1, cfg.loss.vld.lambda2, cfg.loss.vld.lambda3) == (0.08, 0.4, 1.0)
+    assert cfg.vld.hub_start_block == 9 and cfg.vld.num_ctx == 4 and cfg.vld.prompt_template == 4
+
+
+def test_file_then_opts_override(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  lr: 0.001\n  max_epoch: 5\ndata:\n  sources: [bupt_campus]\n")
+    cfg = load_config(str(path), ["train.max_epoch", "7", "test.ranks", "[1, 3]"])
+    assert cfg.train.lr == 0.001 and cfg.train.max_epoch == 7
+    assert list(cfg.data.sources) == ["bupt_campus"] and list(cfg.test.ranks) == [1, 3]
+    assert cfg.is_frozen()
+
+
+def test_unknown_key_in_opts_names_key_and_closest():
+    with pytest.raises(ConfigError) as e:
+        load_config("", ["train.lrr", "0.1"])
+    assert str(e.value) == "unknown config key 'train.lrr' in the command line; did you mean 'train.lr'?"
+
+
+def test_unknown_key_in_file_names_file(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("model:\n  nmae: resnet50\n")
+    with pytest.raises(ConfigError, match=r"unknown config key 'model.nmae' in .*bad.yaml; did you mean 'model.name'\?"):
+        load_config(str(path))
+
+
+def test_unknown_group_and_bad_values(tmp_path):
+    with pytest.raises(ConfigError, match="unknown config key 'optimizer.lr'"):
+        load_config("", ["optimizer.lr", "1"])
+    with pytest.raises(ConfigError, match="bad value in the command line"):
+        load_config("", ["train.max_epoch", "'ten'"])
+    with pytest.raises(ConfigError, match="has no value"):
+        load_config("", ["train.lr"])
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config(str(tmp_path / "missing.yaml"))
+    (tmp_path / "broken.yaml").write_text("train: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(str(tmp_path / "broken.yaml"))
+
+
+def test_kwargs_helpers_carry_config_values():
+    cfg = load_config("", ["train.lr", "0.5", "data.root", "/x", "test.eval_freq", "3", "train.batch_size", "16"])
+    assert videodata_kwargs(cfg)["root"] == "/x"
+    assert videodata_kwargs(cfg)["batch_size_train"] == 16
+    assert videodata_kwargs(cfg)["seq_len"] == 6
+    assert optimizer_kwargs(cfg)["lr"] == 0.5 and optimizer_kwargs(cfg)["optim"] == "adamw"
+    assert lr_scheduler_kwargs(cfg)["warmup_epochs"] == 3
+    run = engine_run_kwargs(cfg)
+    assert run["eval_freq"] == 3 and run["max_epoch"] == 24 and run["ranks"] == [1, 5, 10, 20]
+
+
+def test_cli_unknown_key_exits_2_with_one_line(python_runner, tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"data:\n  save_dir: {tmp_path / 'run'}\n")
+    result = python_runner(["projects/VLD/main.py", "--config-file", str(cfg), "train.lrr", "0.1"])
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines == ["error: unknown config key 'train.lrr' in the command line; did you mean 'train.lr'?"]
