@@ -1,0 +1,38 @@
+"""Importing the plugin registers its datasets and models into torchreid, idempotently."""
+import importlib
+
+import pytest
+
+import vld_plugin
+from vld_plugin import compat, registry
+
+
+def test_every_entry_is_registered_and_reimport_is_harmless():
+    factory, datasets = compat.model_factory(), compat.video_dataset_factory()
+    before = (dict(factory), dict(datasets))
+    importlib.reload(vld_plugin)
+    vld_plugin.register_all()
+    vld_plugin.register_all()
+    assert (dict(factory), dict(datasets)) == before
+    for name, target in registry.MODELS:
+        assert factory[name] is registry._load(target)
+    for name, target in registry.VIDEO_DATASETS:
+        assert datasets[name] is registry._load(target)
+
+
+def test_a_foreign_object_under_our_name_is_an_error(monkeypatch):
+    if not registry.MODELS:
+        pytest.skip("no model registered yet")
+    name = registry.MODELS[0][0]
+    monkeypatch.setitem(compat.model_factory(), name, object())
+    with pytest.raises(ValueError, match=f"different model named '{name}'"):
+        vld_plugin.register_all()
+
+
+def test_cli_prints_registration_table(python_runner):
+    result = python_runner(["-m", "vld_plugin"])
+    assert result.returncode == 0, result.stderr
+    assert "torchreid layout: pypi" in result.stdout
+    for kind, name, target in registry.registered():
+        row = next(line for line in result.stdout.splitlines() if f" {name} " in line)
+        assert row.split()[-1] == "yes" and target in row
