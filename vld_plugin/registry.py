@@ -11,7 +11,9 @@ from tabulate import tabulate
 from . import compat
 
 # (torchreid name, "module:attribute")
-VIDEO_DATASETS = []
+VIDEO_DATASETS = [
+    ("hitsz_vcm", "vld_plugin.data.hitsz_vcm:HitszVCM"),
+]
 MODELS = []
 
 

@@ -1,0 +1,7 @@
+"""The plugin's data side: HITSZ-VCM and BUPTCampus datasets, frame sampling, augmentation,
+modality-aware samplers, the data manager and synthetic dataset copies."""
+from .base import (DatasetFormatError, DatasetNotFoundError, ImageReadError, Protocol, Tracklet,
+                   TrackletView, VLDVideoDataset, read_frame)
+from .hitsz_vcm import HitszVCM
+from .samplers import CameraModalitySampler, ModalityIdentitySampler
+from .datamanager import VLDDataManager

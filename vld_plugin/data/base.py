@@ -1,0 +1,165 @@
+"""What the plugin's video datasets share: the Tracklet item, protocols, safe frame reading and
+a torchreid ``VideoDataset`` base that knows modalities."""
+import collections
+import os
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+from tabulate import tabulate
+
+from .. import compat
+from ..modality import INFRARED, NAMES, VISIBLE
+from .sampling import TEST_COUNTERPART, check_method, sample_indices
+from .transforms import TrackletTransform
+
+
+class DatasetFormatError(ValueError):
+    """An index file is malformed or inconsistent; the message names the file and line."""
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A dataset root or index file is missing; the message says where it was looked for."""
+
+
+class ImageReadError(RuntimeError):
+    """A frame is missing or cannot be decoded; the message names the file."""
+
+
+Protocol = collections.namedtuple(
+    "Protocol", "name query_split query_modality gallery_split gallery_modality")
+
+
+class Tracklet(tuple):
+    """A torchreid video item ``(img_paths, pid, camid, dsetid)`` that also knows ``.modality``.
+
+    It unpacks to exactly four values, so torchreid's engines and samplers keep working.
+    """
+
+    def __new__(cls, img_paths, pid, camid, dsetid, modality):
+        self = super().__new__(cls, (tuple(img_paths), int(pid), int(camid), int(dsetid)))
+        self.modality = int(modality)
+        return self
+
+    def __getnewargs__(self):
+        return (*self, self.modality)
+
+    def __repr__(self):
+        return (f"Tracklet({len(self[0])} frames, pid={self[1]}, camid={self[2]}, dsetid={self[3]}, "
+                f"modality={NAMES.get(self.modality, self.modality)})")
+
+    def replace(self, pid=None, camid=None, dsetid=None):
+        """A copy with some of pid/camid/dsetid changed."""
+        return Tracklet(self[0], self[1] if pid is None else pid, self[2] if camid is None else camid,
+                        self[3] if dsetid is None else dsetid, self.modality)
+
+
+def modality_of(item):
+    """The modality of a dataset item; -1 for a plain torchreid tuple."""
+    return getattr(item, "modality", -1)
+
+
+def read_frame(path):
+    """Decode an image file to a uint8 RGB array (H, W, 3); one attempt, a clear error on failure."""
+    img = cv2.imread(path, cv2.IMREAD_COLOR)
+    if img is None:
+        if not os.path.isfile(path):
+            raise ImageReadError(f"image file not found: {path}; check the dataset root and that the archive is fully extracted")
+        raise ImageReadError(f"cannot decode image {path}: the file is corrupt or not an image; re-extract it from the dataset archive")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def load_item(item, method, seq_len, transform, seed=None):
+    """Load one tracklet as torchreid's video item dict plus ``modality``.
+
+    ``seed`` fixes the frame choice (the samplers give both tracklets of an aligned pair the
+    same seed); otherwise it is drawn from torch's RNG, which DataLoader seeds per worker.
+    A :class:`TrackletTransform` gets the whole tracklet (uint8 output); any other callable
+    (torchreid's per-frame PIL transforms) is applied frame by frame.
+    """
+    img_paths, pid, camid, dsetid = item
+    modality = modality_of(item)
+    if seed is None:
+        seed = int(torch.randint(0, 2 ** 62, (1,)).item())
+    rng = np.random.default_rng(seed)
+    indices = sample_indices(method, len(img_paths), seq_len, rng)
+    frames = [read_frame(img_paths[i]) for i in indices]
+    if isinstance(transform, TrackletTransform):
+        img = transform(frames, modality, rng)
+    else:
+        img = torch.stack([transform(Image.fromarray(f)) for f in frames])
+    return {"img": img, "pid": pid, "camid": camid, "dsetid": dsetid, "modality": modality}
+
+
+def split_index(index):
+    """Samplers may yield ``(index, frame_seed)``; torchreid's yield plain ints."""
+    return (int(index[0]), int(index[1])) if isinstance(index, tuple) else (int(index), None)
+
+
+class TrackletView(torch.utils.data.Dataset):
+    """A list of tracklets served with one sampling method and transform (the data manager's loaders)."""
+
+    def __init__(self, items, seq_len, sample_method, transform):
+        self.items, self.seq_len, self.transform = items, seq_len, transform
+        self.sample_method = check_method(sample_method)
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, index):
+        index, seed = split_index(index)
+        return load_item(self.items[index], self.sample_method, self.seq_len, self.transform, seed)
+
+
+class VLDVideoDataset(compat.data.VideoDataset):
+    """torchreid ``VideoDataset`` whose items are :class:`Tracklet` s, with ``protocols``,
+    ``remove_same_camera``, aligned ``train_pairs`` (or None) and ``skipped`` counts.
+
+    Besides torchreid's ``random``/``evenly``/``all`` it samples ``restricted_random``,
+    ``first_of_chunk``, ``sorted_random``, ``linspace``; in query/gallery mode a random
+    train method becomes its deterministic counterpart. Frames are read once, never retried.
+    """
+
+    protocols = []
+    remove_same_camera = True
+
+    def __init__(self, train, query, gallery, seq_len=6, sample_method="restricted_random",
+                 train_pairs=None, skipped=None, transform=None, **kwargs):
+        self.train_pairs = train_pairs
+        self.skipped = dict(skipped or {})
+        if transform is None:
+            transform = TrackletTransform(288, 144, train=False)
+        super().__init__(train, query, gallery, seq_len=seq_len, sample_method=check_method(sample_method),
+                         transform=transform, **kwargs)
+
+    def __getitem__(self, index):
+        index, seed = split_index(index)
+        method = self.sample_method
+        if self.mode != "train":
+            method = TEST_COUNTERPART.get(method, method)
+        return load_item(self.data[index], method, self.seq_len, self.transform, seed)
+
+    def combine_all(self):
+        """torchreid's combineall, keeping Tracklets (query/gallery pids relabelled after train's)."""
+        if self._train_only:
+            return
+        pids = sorted({item[1] for item in self.gallery} | {item[1] for item in self.query})
+        label = {pid: i + self.num_train_pids for i, pid in enumerate(pids)}
+        self.train = list(self.train) + [t.replace(pid=label[t[1]]) for t in self.query + self.gallery]
+        self.num_train_pids = self.get_num_pids(self.train)
+
+    def summary_rows(self):
+        """(subset, ids, visible tracklets, infrared tracklets, cameras) per split."""
+        rows = []
+        for name, items in (("train", self.train), ("query", self.query), ("gallery", self.gallery)):
+            mods = collections.Counter(modality_of(t) for t in items)
+            rows.append((name, self.get_num_pids(items), mods[VISIBLE], mods[INFRARED], self.get_num_cams(items)))
+        return rows
+
+    def show_summary(self):
+        print(f"=> Loaded {self.__class__.__name__}")
+        print(tabulate(self.summary_rows(), headers=["subset", "# ids", "# visible", "# infrared", "# cameras"]))
+        for what, count in self.skipped.items():
+            if count:
+                print(f"  skipped {count} {what}")
