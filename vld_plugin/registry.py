@@ -12,7 +12,10 @@ from . import compat
 
 # (torchreid name, "module:attribute")
 VIDEO_DATASETS = []
-MODELS = []
+MODELS = [
+    ("vld", "vld_plugin.models:build_vld"),
+    ("clip_tap", "vld_plugin.models:build_clip_tap"),
+]
 
 
 def _load(target):
