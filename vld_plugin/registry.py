@@ -14,7 +14,10 @@ from . import compat
 VIDEO_DATASETS = [
     ("hitsz_vcm", "vld_plugin.data.hitsz_vcm:HitszVCM"),
 ]
-MODELS = []
+MODELS = [
+    ("vld", "vld_plugin.models:build_vld"),
+    ("clip_tap", "vld_plugin.models:build_clip_tap"),
+]
 
 
 def _load(target):

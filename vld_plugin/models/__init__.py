@@ -1,0 +1,9 @@
+"""VLD models: ``vld`` (CLIP ViT-B/16 + IMLP + STP) and ``clip_tap`` (the CLIP baseline)."""
+from .build import TINY_OPTIONS, build_clip_tap, build_model_from_config, build_vld, create_model, model_options
+from .clip_loader import PretrainedWeightsError
+from .vld import VLD
+
+__all__ = [
+    "VLD", "build_vld", "build_clip_tap", "build_model_from_config", "create_model",
+    "model_options", "TINY_OPTIONS", "PretrainedWeightsError",
+]
