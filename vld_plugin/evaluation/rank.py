@@ -1,0 +1,174 @@
+"""CMC, mAP and mINP from a distance matrix, vectorised in torch (CPU or GPU).
+
+The ranking follows torchreid's ``evaluate_rank`` (Market-1501 rule) and AGW's mINP, with
+one rule for ties that NumPy's unstable argsort leaves open: among gallery items at equal
+distance, the lower gallery index ranks first (a stable sort).
+
+No gallery row is sorted. Only the positions of the true matches matter, so each query's
+matches are sorted among themselves (a handful), every gallery item is located among them
+with ``searchsorted``, and a per-row histogram of those locations gives each match's rank
+among the kept gallery items.
+"""
+import numpy as np
+import torch
+
+
+class EvaluationError(ValueError):
+    """Bad input to the evaluation; the message is one line saying what and how to fix it."""
+
+
+def _as_tensor(x, name, device=None):
+    try:
+        t = torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x, device=device)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise EvaluationError(f"{name} cannot be read as an array ({e}); pass a numpy array or torch tensor") from None
+    return t
+
+
+def _labels(x, name, length, device):
+    t = _as_tensor(x, name, device)
+    if t.dim() != 1 or len(t) != length:
+        raise EvaluationError(
+            f"{name} has shape {tuple(t.shape)} but the distance matrix needs {length} entries on that axis; "
+            "pass one label per query (rows) or gallery item (columns)"
+        )
+    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+        raise EvaluationError(f"{name} must hold integer labels, got dtype {t.dtype}")
+    return t.long()
+
+
+def check_distmat(distmat):
+    """``distmat`` as a 2-D floating torch tensor with finite entries, or EvaluationError."""
+    d = _as_tensor(distmat, "distmat")
+    if d.dim() != 2:
+        raise EvaluationError(f"distmat must be 2-D (num_query, num_gallery), got shape {tuple(d.shape)}")
+    if d.shape[0] == 0 or d.shape[1] == 0:
+        side = "query" if d.shape[0] == 0 else "gallery"
+        raise EvaluationError(f"the {side} set is empty (distmat shape {tuple(d.shape)}); nothing to evaluate")
+    if not d.is_floating_point():
+        d = d.double()
+    elif d.dtype in (torch.float16, torch.bfloat16):
+        d = d.float()
+    finite = torch.isfinite(d)
+    if not bool(finite.all()):
+        bad = (~finite).nonzero()[0].tolist()
+        raise EvaluationError(
+            f"distmat has {int((~finite).sum())} NaN/inf entries (first at query {bad[0]}, gallery {bad[1]}); "
+            "check the features for NaN (diverged training or a broken checkpoint)"
+        )
+    return d.contiguous()
+
+
+def _sorted_rows(d):
+    # NumPy's SIMD sort is ~10x faster than torch's on CPU; only the values are needed
+    if d.device.type == "cpu":
+        return torch.from_numpy(np.sort(d.numpy(), axis=1))
+    return torch.sort(d, dim=1).values
+
+
+def _padded(rows, cols, num_rows, fill_col, *values):
+    """Scatter per-row lists (``rows`` ascending) into (num_rows, width) tensors, row-major order kept."""
+    n = torch.bincount(rows, minlength=num_rows)
+    width = max(int(n.max()) if len(n) else 0, 1)
+    slot = torch.arange(len(rows), device=rows.device) - (n.cumsum(0) - n)[rows]
+    out = []
+    for v, fill in ((cols, fill_col),) + values:
+        t = torch.full((num_rows, width), fill, dtype=v.dtype, device=rows.device)
+        t[rows, slot] = v
+        out.append(t)
+    return n, out
+
+
+def match_ranks(distmat, q_pids, g_pids, q_camids, g_camids, remove_same_camera=True, chunk_elements=1 << 22):
+    """Per query: the ranks (0-based, among kept gallery items) of its true matches.
+
+    Returns ``(ranks, num_matches)``: ``ranks`` is a (Q, M) long tensor, row i ascending in
+    its first ``num_matches[i]`` entries (the rest is padding). Memory grows with Q x G:
+    call it on row slices to bound it (``chunk_elements`` bounds only the work on ties).
+    """
+    d = distmat
+    num_q, num_g = d.shape
+    inf = float("inf")
+    rows, cols = (q_pids[:, None] == g_pids[None, :]).nonzero(as_tuple=True)
+    junk = (q_camids[rows] == g_camids[cols]) if remove_same_camera else torch.zeros_like(rows, dtype=torch.bool)
+    num_matches, (good_i, good_d) = _padded(rows[~junk], cols[~junk], num_q, num_g, (d[rows, cols][~junk], inf))
+    _, (junk_i, junk_d) = _padded(rows[junk], cols[junk], num_q, num_g, (d[rows, cols][junk], inf))
+
+    # items strictly closer than each match, then equal ones with a lower gallery index
+    sorted_d = _sorted_rows(d)
+    closer = torch.searchsorted(sorted_d, good_d, right=False)
+    equal = torch.searchsorted(sorted_d, good_d, right=True) - closer
+    ties = (equal > 1).nonzero()
+    step = max(1, chunk_elements // num_g)
+    for tq, tj in (ties[s:s + step].T for s in range(0, len(ties), step)):
+        same = d[tq] == good_d[tq, tj, None]
+        lower = torch.arange(num_g, device=d.device) < good_i[tq, tj, None]
+        closer[tq, tj] += (same & lower).sum(1)
+
+    # minus the removed same-camera items that would have ranked before the match
+    jd, ji = junk_d[:, None, :], junk_i[:, None, :]
+    gd, gi = good_d[:, :, None], good_i[:, :, None]
+    closer -= ((jd < gd) | ((jd == gd) & (ji < gi))).sum(2)
+    return torch.sort(closer, dim=1).values, num_matches
+
+
+def evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=20, remove_same_camera=True,
+                  chunk_elements=1 << 22):
+    """CMC (``max_rank`` entries), mAP and mINP; smaller distance = more similar.
+
+    Arguments as torchreid's ``evaluate_rank`` (numpy arrays or torch tensors; a tensor's device
+    is used). ``remove_same_camera=True``: gallery items with the query's pid and camid are
+    dropped (HITSZ-VCM / Market-1501); ``False``: no filtering (BUPTCampus). Queries without a
+    match are skipped. Ties: the lower gallery index ranks first. CMC entries for ranks beyond
+    the gallery size are NaN. Queries are processed in chunks of about ``chunk_elements``
+    distances. Returns ``(cmc float32 numpy array, mAP float, mINP float)``.
+    """
+    d = check_distmat(distmat)
+    num_q, num_g = d.shape
+    if not isinstance(max_rank, (int, np.integer)) or max_rank < 1:
+        raise EvaluationError(f"max_rank must be a positive integer, got {max_rank!r}")
+    q_pids = _labels(q_pids, "q_pids", num_q, d.device)
+    g_pids = _labels(g_pids, "g_pids", num_g, d.device)
+    q_camids = _labels(q_camids, "q_camids", num_q, d.device)
+    g_camids = _labels(g_camids, "g_camids", num_g, d.device)
+
+    first_hist = torch.zeros(num_g, dtype=torch.long, device=d.device)
+    ap_sum = torch.zeros((), dtype=torch.float64, device=d.device)
+    inp_sum = torch.zeros((), dtype=torch.float64, device=d.device)
+    step = max(1, chunk_elements // num_g)
+    for s in range(0, num_q, step):
+        e = min(s + step, num_q)
+        ranks, n = match_ranks(d[s:e], q_pids[s:e], g_pids, q_camids[s:e], g_camids, remove_same_camera,
+                               chunk_elements)
+        valid = n > 0
+        ranks, n = ranks[valid], n[valid]
+        if not len(n):
+            continue
+        hits = torch.arange(1, ranks.shape[1] + 1, device=d.device, dtype=torch.float64)
+        precision = (hits / (ranks + 1)).masked_fill(hits > n[:, None], 0)
+        ap_sum += (precision.sum(1) / n).sum()
+        last = ranks.gather(1, (n - 1)[:, None]).squeeze(1)
+        inp_sum += (n.double() / (last + 1).double()).sum()
+        first_hist += torch.bincount(ranks[:, 0], minlength=num_g)
+
+    num_valid = int(first_hist.sum())
+    if num_valid == 0:
+        raise EvaluationError(
+            f"no query has a true match in the gallery ({num_q} queries, {num_g} gallery items"
+            f"{', same-camera matches removed' if remove_same_camera else ''}); check that query and "
+            "gallery pids/camids come from the same test split"
+        )
+    cmc = torch.full((max_rank,), float("nan"), dtype=torch.float32)
+    reach = min(max_rank, num_g)
+    cmc[:reach] = first_hist.cumsum(0)[:reach].cpu().float() / np.float32(num_valid)
+    return cmc.numpy(), float(ap_sum) / num_valid, float(inp_sum) / num_valid
+
+
+def ranked_gallery(distmat_row, q_pid, q_camid, g_pids, g_camids, topk, remove_same_camera=True):
+    """Indices of one query's top-``topk`` gallery items in evaluation order (same tie rule)."""
+    d = torch.as_tensor(distmat_row)
+    order = torch.sort(d, stable=True).indices
+    if remove_same_camera:
+        g_pids, g_camids = torch.as_tensor(g_pids)[order], torch.as_tensor(g_camids)[order]
+        order = order[~((g_pids == int(q_pid)) & (g_camids == int(q_camid)))]
+    return order[:topk]
