@@ -1,0 +1,350 @@
+"""The paired-modality engine: torchreid's ``Engine`` trained on visible+infrared tracklet pairs.
+
+Each step runs the model once over a batch holding both modalities (dict batch with ``img``
+(B, T, 3, H, W) and ``pid``), computes the VLD loss (or CE + WRT for torchreid models) and
+steps, with optional mixed precision, gradient clipping and DistributedDataParallel.
+``run(...)`` keeps torchreid's signature; it writes a resumable checkpoint after every epoch
+and evaluates every protocol of every target dataset.
+"""
+import json
+import os
+import time
+
+import numpy as np
+import torch
+from tabulate import tabulate
+from torch.nn import functional as F
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from . import compat
+from .checkpoint import FORMAT, CheckpointError, load_checkpoint, load_model_state, rng_state, save_checkpoint, set_rng_state
+from .config import lr_scheduler_kwargs, optimizer_kwargs
+from .distributed import gather_for_loss, gather_objects, rank_and_world, shard_loader
+from .losses import VLDLoss, build_loss
+from .optim import build_lr_scheduler, build_optimizer
+
+CHECKPOINT_NAME = "checkpoint.pth"
+AMP_MODES = ("auto", "bf16", "fp16", "off")
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite; training stopped before the update."""
+
+
+class EngineConfigError(ValueError):
+    """An engine setting or a batch does not follow the expected contract."""
+
+
+def resolve_amp(mode, device):
+    """``(autocast dtype or None, use a GradScaler)`` for ``train.amp`` on ``device``.
+
+    ``auto``: bf16 on a GPU that supports it, else fp16 with a scaler on GPU, off on CPU.
+    """
+    if mode not in AMP_MODES:
+        raise EngineConfigError(f"train.amp must be one of {', '.join(AMP_MODES)}, got '{mode}'")
+    if mode == "auto":
+        if device.type != "cuda":
+            return None, False
+        mode = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if mode == "off":
+        return None, False
+    if mode == "bf16":
+        return torch.bfloat16, False
+    return torch.float16, True
+
+
+def is_torchreid_model(model):
+    """True for models of torchreid's zoo, which take frames (N, 3, H, W) instead of tracklets."""
+    return type(model).__module__.split(".")[0] == "torchreid"
+
+
+class PairedModalityEngine(compat.engine.Engine):
+    """Train and evaluate a video model on paired visible/infrared batches.
+
+    Args:
+        datamanager: torchreid-style data manager (``train_loader``, ``test_loader``,
+            ``sources``) with ``protocols(name)`` and ``remove_same_camera(name)`` per target,
+            and optionally ``prepare_batch(batch, device, train)``.
+        model: takes (B, T, 3, H, W); train mode returns the contract's dict of features and
+            logits. torchreid models (frame input) are run frame-wise with temporal average
+            pooling (``frame_wise=None`` detects them).
+        optimizer, scheduler: from ``vld_plugin.optim``; the scheduler is stepped per epoch.
+        criterion: ``(outputs, pids) -> (loss, terms)``; default ``VLDLoss()``.
+        amp: ``auto``, ``bf16``, ``fp16`` (with a GradScaler) or ``off``.
+        grad_clip: maximum gradient norm; 0 disables clipping.
+    """
+
+    def __init__(self, datamanager, model, optimizer, scheduler=None, criterion=None, use_gpu=True,
+                 amp="auto", grad_clip=0.0, frame_wise=None):
+        super().__init__(datamanager, use_gpu)
+        self.rank, self.world_size = rank_and_world()
+        if self.use_gpu:
+            self.device = torch.device("cuda", torch.cuda.current_device())
+        else:
+            self.device = torch.device("cpu")
+        self.model = model.to(self.device)
+        self.frame_wise = is_torchreid_model(model) if frame_wise is None else frame_wise
+        self.net = model
+        if self.world_size > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = DistributedDataParallel(model, device_ids=ids)
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.criterion = criterion if criterion is not None else VLDLoss()
+        self.amp_dtype, use_scaler = resolve_amp(amp, self.device)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=use_scaler)
+        self.grad_clip = grad_clip
+        self.save_dir = "log"
+        self.max_epoch = 0
+        self.register_model("model", model, optimizer, scheduler)
+
+    # ---------------------------------------------------------------- forward
+    def forward_model(self, net, imgs):
+        """Run ``net`` on tracklets (B, T, 3, H, W); frame-wise models are pooled over T."""
+        if not self.frame_wise:
+            return net(imgs)
+        b, t = imgs.shape[:2]
+        out = net(imgs.flatten(0, 1))
+        pool = lambda x: x.reshape(b, t, -1).mean(1)  # noqa: E731
+        if not self.model.training:
+            return pool(out)
+        if isinstance(out, (tuple, list)):  # torchreid triplet-style models: (logits, features)
+            return {"logits_cls": pool(out[0]), "feat_cls": pool(out[1])}
+        return {"logits_cls": pool(out)}
+
+    def prepare_batch(self, data, train):
+        """The batch on the device, through ``datamanager.prepare_batch`` when it has one."""
+        prepare = getattr(self.datamanager, "prepare_batch", None)
+        if prepare is not None:
+            return prepare(data, self.device, train=train)
+        return {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in data.items()}
+
+    def forward_backward(self, data):
+        batch = self.prepare_batch(data, train=True)
+        imgs, pids = batch["img"], batch["pid"]
+        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+            outputs = self.forward_model(self.net, imgs)
+        if self.world_size > 1:
+            outputs, pids = gather_for_loss(outputs, pids)
+        loss, terms = self.criterion(outputs, pids)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        values = torch.stack([loss.detach().float()] + [v.float() for v in terms.values()]).tolist()
+        summary = dict(zip(["loss"] + list(terms), values))
+        if not all(np.isfinite(values)):
+            shown = ", ".join(f"{k} {v:.4g}" for k, v in summary.items())
+            raise NonFiniteLossError(
+                f"non-finite loss at epoch {self.epoch + 1} iteration {self.batch_idx + 1} ({shown}); training "
+                f"stopped before the update, the last good checkpoint in {self.save_dir} is intact: "
+                "resume from it with a lower train.lr, train.grad_clip > 0 or train.amp off"
+            )
+        if self.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return summary
+
+    # ---------------------------------------------------------------- training loop
+    def run(self, save_dir="log", max_epoch=0, start_epoch=0, print_freq=10, fixbase_epoch=0, open_layers=None,
+            start_eval=0, eval_freq=-1, test_only=False, dist_metric="inner_product", normalize_feature=False,
+            visrank=False, visrank_topk=10, use_metric_cuhk03=False, ranks=(1, 5, 10, 20), rerank=False):
+        """torchreid's ``Engine.run``: train ``start_epoch..max_epoch-1``, evaluating every ``eval_freq``
+        epochs (from ``start_eval``) and after the last, with a checkpoint after every epoch."""
+        if visrank or rerank or use_metric_cuhk03:
+            raise EngineConfigError(
+                "the paired-modality engine does not support test.visrank, test.rerank or use_metric_cuhk03; "
+                "set them to False"
+            )
+        self.save_dir = save_dir
+        test_kwargs = dict(dist_metric=dist_metric, normalize_feature=normalize_feature, save_dir=save_dir, ranks=ranks)
+        if test_only:
+            return self.test(**test_kwargs)
+        if self.rank == 0 and self.writer is None:
+            self.writer = SummaryWriter(log_dir=save_dir)
+        self.start_epoch, self.max_epoch = start_epoch, max_epoch
+        rank1 = None
+        try:
+            for self.epoch in range(start_epoch, max_epoch):
+                self.train(print_freq=print_freq, fixbase_epoch=fixbase_epoch, open_layers=open_layers)
+                done = self.epoch + 1
+                rank1 = None
+                if done == max_epoch or (done >= start_eval and eval_freq > 0 and done % eval_freq == 0):
+                    rank1 = self.test(**test_kwargs)
+                self.save_model(self.epoch, rank1, save_dir)
+        finally:
+            if self.writer is not None:
+                self.writer.close()
+                self.writer = None
+        return rank1
+
+    def _train_sampler(self):
+        for sampler in (getattr(self.train_loader, "batch_sampler", None), getattr(self.train_loader, "sampler", None)):
+            if hasattr(sampler, "set_epoch"):
+                return sampler
+        return None
+
+    def train(self, print_freq=10, fixbase_epoch=0, open_layers=None):
+        """One epoch over ``train_loader`` with a progress bar and one summary line."""
+        self.set_model_mode("train")
+        self.two_stepped_transfer_learning(self.epoch, fixbase_epoch, open_layers)
+        sampler = self._train_sampler()
+        if sampler is not None:
+            sampler.set_epoch(self.epoch)
+        self.num_batches = len(self.train_loader)
+        lr = self.optimizer.param_groups[0]["lr"]
+        sums, count, tracklets, start = {}, 0, 0, time.time()
+        bar = tqdm(self.train_loader, total=self.num_batches, desc=f"epoch {self.epoch + 1}/{self.max_epoch}",
+                   disable=self.rank != 0, leave=False, dynamic_ncols=True)
+        for self.batch_idx, data in enumerate(bar):
+            summary = self.forward_backward(data)
+            count += 1
+            tracklets += len(data["pid"]) * self.world_size
+            for k, v in summary.items():
+                sums[k] = sums.get(k, 0.0) + v
+            if (self.batch_idx + 1) % print_freq == 0:
+                bar.set_postfix(loss=f"{sums['loss'] / count:.4f}")
+            if self.writer is not None:
+                n_iter = self.epoch * self.num_batches + self.batch_idx
+                for k, v in summary.items():
+                    self.writer.add_scalar(f"Train/{k}", v, n_iter)
+                self.writer.add_scalar("Train/lr", lr, n_iter)
+        bar.close()
+        self.update_lr()
+        elapsed = time.time() - start
+        if self.rank == 0:
+            terms = " ".join(f"{k} {v / max(count, 1):.4f}" for k, v in sums.items())
+            print(f"epoch {self.epoch + 1}/{self.max_epoch}  {terms}  lr {lr:.3g}  "
+                  f"{elapsed:.1f}s ({tracklets / max(elapsed, 1e-9):.1f} tracklets/s)", flush=True)
+
+    # ---------------------------------------------------------------- checkpoints
+    def checkpoint_path(self, save_dir=None):
+        return os.path.join(save_dir or self.save_dir, CHECKPOINT_NAME)
+
+    def save_model(self, epoch, rank1, save_dir, is_best=False):
+        """Write the resume checkpoint for the end of ``epoch`` (rank 0 writes; every rank must call)."""
+        sampler = self._train_sampler()
+        rngs = gather_objects(rng_state())
+        if self.rank != 0:
+            return
+        state = {
+            "format": FORMAT,
+            "epoch": epoch + 1,
+            "rank1": None if rank1 is None else float(rank1),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "scaler": self.scaler.state_dict(),
+            "rng": rngs,
+            "sampler": sampler.state_dict() if hasattr(sampler, "state_dict") else None,
+        }
+        save_checkpoint(state, self.checkpoint_path(save_dir))
+
+    def resume(self, path):
+        """Restore everything ``save_model`` wrote; returns the epoch to start from."""
+        state = load_checkpoint(path)
+        if state.get("format") != FORMAT:
+            raise CheckpointError(
+                f"{path} is not a vld_plugin training checkpoint (no resume state); "
+                "use model.load_weights to start from its weights instead"
+            )
+        load_model_state(self.model, state["model"], path)
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+        except ValueError as e:
+            raise CheckpointError(f"optimizer state in {path} does not fit this optimizer: {e}") from None
+        if self.scheduler is not None and state["scheduler"] is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        if state["scaler"]:
+            self.scaler.load_state_dict(state["scaler"])
+        sampler = self._train_sampler()
+        if state["sampler"] is not None and hasattr(sampler, "load_state_dict"):
+            sampler.load_state_dict(state["sampler"])
+        rngs = state["rng"]
+        if len(rngs) != self.world_size and self.rank == 0:
+            print(f"warning: {path} was saved by {len(rngs)} processes, resuming with {self.world_size}: "
+                  "random streams will differ from an uninterrupted run")
+        set_rng_state(rngs[self.rank % len(rngs)])
+        if self.rank == 0:
+            print(f"resumed from {path} (epoch {state['epoch']})")
+        return state["epoch"]
+
+    # ---------------------------------------------------------------- evaluation
+    @torch.no_grad()
+    def extract(self, loader, desc=""):
+        """Features (N, D) on the CPU and meta ``{pids, camids, modalities}`` (NumPy) of a test loader.
+
+        Under DDP each rank extracts a contiguous share; the shares are gathered on every rank.
+        """
+        feats, meta = [], {"pids": [], "camids": [], "modalities": []}
+        keys = {"pids": "pid", "camids": "camid", "modalities": "modality"}
+        for data in tqdm(shard_loader(loader, self.rank, self.world_size), desc=desc, leave=False,
+                         disable=self.rank != 0, dynamic_ncols=True):
+            missing = [k for k in ("img", *keys.values()) if k not in data]
+            if missing:
+                raise EngineConfigError(f"test batches must hold img, pid, camid and modality; {desc} lacks {missing}")
+            batch = self.prepare_batch(data, train=False)
+            feats.append(self.forward_model(self.model, batch["img"]).float().cpu())
+            for k, key in keys.items():
+                meta[k].append(torch.as_tensor(data[key]).cpu())
+        shares = gather_objects((feats, meta))
+        feats = [f for share in shares for f in share[0]]
+        if not feats:
+            raise EngineConfigError(f"{desc or 'a test loader'} yielded no batch")
+        meta = {k: torch.cat([t for share in shares for t in share[1][k]]).numpy() for k in keys}
+        return torch.cat(feats), meta
+
+    def test(self, dist_metric="inner_product", normalize_feature=False, visrank=False, visrank_topk=10,
+             save_dir="", use_metric_cuhk03=False, ranks=(1, 5, 10, 20), rerank=False):
+        """Evaluate every protocol of every target; print a table, write JSON, return the first rank-1.
+
+        Query and gallery features are extracted once per target and shared by its protocols.
+        Returns None on ranks other than 0.
+        """
+        from vld_plugin.evaluation import evaluate_protocols
+
+        self.set_model_mode("eval")
+        results = {}
+        for name in self.test_loader:
+            qf, q_meta = self.extract(self.test_loader[name]["query"], f"{name} query")
+            gf, g_meta = self.extract(self.test_loader[name]["gallery"], f"{name} gallery")
+            if normalize_feature:
+                qf, gf = F.normalize(qf, dim=1), F.normalize(gf, dim=1)
+            if self.rank == 0:
+                results[name] = evaluate_protocols(
+                    qf, q_meta, gf, g_meta, self.datamanager.protocols(name), self.datamanager.remove_same_camera(name),
+                    dist_metric=dist_metric, max_rank=max(ranks))
+        if self.rank != 0:
+            return None
+        self._report(results, save_dir or self.save_dir, ranks)
+        first = next(iter(results.values()))
+        return next(iter(first.values()))["rank1"]
+
+    def _report(self, results, save_dir, ranks):
+        columns = [f"rank{r}" for r in ranks] + ["mAP", "mINP"]
+        rows = [[name, protocol] + [f"{100 * metrics[c]:.2f}" for c in columns if c in metrics]
+                for name, per_protocol in results.items() for protocol, metrics in per_protocol.items()]
+        headers = ["dataset", "protocol"] + [c.replace("rank", "R") for c in columns]
+        print(f"results after epoch {self.epoch + 1} (%)\n" + tabulate(rows, headers=headers), flush=True)
+        os.makedirs(save_dir, exist_ok=True)
+        record = {"epoch": self.epoch + 1, "results": results}
+        for fname in ("results.json", f"results_epoch{self.epoch + 1:03d}.json"):
+            with open(os.path.join(save_dir, fname), "w") as f:
+                json.dump(record, f, indent=2, default=float)
+        if self.writer is not None:
+            for name, per_protocol in results.items():
+                for protocol, metrics in per_protocol.items():
+                    for c, v in metrics.items():
+                        self.writer.add_scalar(f"Test/{name}/{protocol}/{c}", float(v), self.epoch + 1)
+
+
+def build_engine(cfg, datamanager, model, use_gpu=True):
+    """The engine with the recipe of ``cfg``: optimizer, per-epoch scheduler, VLD loss, AMP and clipping."""
+    if use_gpu and torch.cuda.is_available():
+        model = model.cuda()
+    optimizer = build_optimizer(model, lr_mult=cfg.train.lr_mult, **optimizer_kwargs(cfg))
+    scheduler = build_lr_scheduler(optimizer, **lr_scheduler_kwargs(cfg))
+    return PairedModalityEngine(datamanager, model, optimizer, scheduler, criterion=build_loss(cfg),
+                                use_gpu=use_gpu, amp=cfg.train.amp, grad_clip=cfg.train.grad_clip)

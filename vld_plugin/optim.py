@@ -1,0 +1,101 @@
+"""The training recipe's optimizer and learning-rate schedule.
+
+AdamW with two parameter groups: the base learning rate, and ``lr * lr_mult`` for the prompt
+learner, classifiers, BNNecks and every bias (the authors' x25). Frozen parameters
+(``requires_grad=False``, e.g. the CLIP text encoder) are left out. The schedule is a linear
+warm-up from ``lr * warmup_factor`` followed by a cosine decay to ``lr * min_lr_factor``,
+stepped once per epoch.
+"""
+import math
+
+import torch
+from torch.optim.lr_scheduler import LRScheduler
+
+from . import compat
+
+BOOSTED_NAME_PARTS = ("prompt_learner", "classifier", "bnneck")
+
+
+class OptimConfigError(ValueError):
+    """An optimizer or scheduler setting is invalid."""
+
+
+def is_boosted(name):
+    """True for parameters trained at ``lr * lr_mult``: prompt learner, classifiers, BNNecks, biases."""
+    return name.endswith("bias") or any(part in name for part in BOOSTED_NAME_PARTS)
+
+
+def param_groups(model, lr, weight_decay, lr_mult):
+    """Parameter groups ``[base, boosted]`` (empty ones dropped) of the trainable parameters."""
+    base, boosted = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (boosted if is_boosted(name) else base).append(p)
+    groups = [
+        {"params": base, "lr": lr, "weight_decay": weight_decay, "name": "base"},
+        {"params": boosted, "lr": lr * lr_mult, "weight_decay": weight_decay, "name": "boosted"},
+    ]
+    groups = [g for g in groups if g["params"]]
+    if not groups:
+        raise OptimConfigError("the model has no trainable parameters (all have requires_grad=False)")
+    return groups
+
+
+def build_optimizer(model, optim="adamw", lr=2.5e-5, weight_decay=1e-4, lr_mult=25.0, momentum=0.9,
+                    sgd_dampening=0.0, sgd_nesterov=False, adam_beta1=0.9, adam_beta2=0.999):
+    """The optimizer over ``param_groups``; keyword names follow ``config.optimizer_kwargs`` (+ ``lr_mult``)."""
+    groups = param_groups(model, lr, weight_decay, lr_mult)
+    if optim == "adamw":
+        return torch.optim.AdamW(groups, lr=lr, betas=(adam_beta1, adam_beta2), weight_decay=weight_decay)
+    if optim == "adam":
+        return torch.optim.Adam(groups, lr=lr, betas=(adam_beta1, adam_beta2), weight_decay=weight_decay)
+    if optim == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum, dampening=sgd_dampening,
+                               nesterov=sgd_nesterov, weight_decay=weight_decay)
+    raise OptimConfigError(f"unknown train.optim '{optim}'; choose adamw, adam or sgd")
+
+
+class WarmupCosineLR(LRScheduler):
+    """Per-epoch schedule: epoch ``e`` trains at ``base_lr * factor(e)``.
+
+    ``factor(e) = warmup_factor + (1 - warmup_factor) * e / warmup_epochs`` for ``e < warmup_epochs``,
+    else ``min_lr_factor + (1 - min_lr_factor) * (1 + cos(pi * e / max_epoch)) / 2``
+    (timm's cosine with an un-shifted warm-up, as used by CLIP-ReID-style recipes).
+    """
+
+    def __init__(self, optimizer, max_epoch, warmup_epochs=3, warmup_factor=0.01, min_lr_factor=0.01, last_epoch=-1):
+        if max_epoch <= 0 or warmup_epochs < 0:
+            raise OptimConfigError(f"need train.max_epoch > 0 and train.warmup_epochs >= 0, got {max_epoch} and {warmup_epochs}")
+        self.max_epoch = max_epoch
+        self.warmup_epochs = warmup_epochs
+        self.warmup_factor = warmup_factor
+        self.min_lr_factor = min_lr_factor
+        super().__init__(optimizer, last_epoch)
+
+    def factor(self, epoch):
+        """Multiplier of the base learning rate during ``epoch`` (0-based)."""
+        if epoch < self.warmup_epochs:
+            return self.warmup_factor + (1.0 - self.warmup_factor) * epoch / self.warmup_epochs
+        cosine = (1.0 + math.cos(math.pi * min(epoch, self.max_epoch) / self.max_epoch)) / 2.0
+        return self.min_lr_factor + (1.0 - self.min_lr_factor) * cosine
+
+    def get_lr(self):
+        f = self.factor(self.last_epoch)
+        return [base * f for base in self.base_lrs]
+
+
+def build_lr_scheduler(optimizer, lr_scheduler="warmup_cosine", stepsize=(20,), gamma=0.1, max_epoch=24,
+                       warmup_epochs=3, warmup_factor=0.01, min_lr_factor=0.01):
+    """``warmup_cosine`` (the recipe) or one of torchreid's (single_step, multi_step, cosine).
+
+    Keyword names follow ``config.lr_scheduler_kwargs``.
+    """
+    if lr_scheduler == "warmup_cosine":
+        return WarmupCosineLR(optimizer, max_epoch, warmup_epochs, warmup_factor, min_lr_factor)
+    if lr_scheduler in ("single_step", "multi_step", "cosine"):
+        step = stepsize[0] if lr_scheduler == "single_step" else list(stepsize)
+        return compat.optim.build_lr_scheduler(optimizer, lr_scheduler=lr_scheduler, stepsize=step,
+                                               gamma=gamma, max_epoch=max_epoch)
+    raise OptimConfigError(
+        f"unknown train.lr_scheduler '{lr_scheduler}'; choose warmup_cosine, single_step, multi_step or cosine"
+    )
