@@ -164,11 +164,13 @@ def evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=20, remo
     return cmc.numpy(), float(ap_sum) / num_valid, float(inp_sum) / num_valid
 
 
-def ranked_gallery(distmat_row, q_pid, q_camid, g_pids, g_camids, topk, remove_same_camera=True):
-    """Indices of one query's top-``topk`` gallery items in evaluation order (same tie rule)."""
-    d = torch.as_tensor(distmat_row)
-    order = torch.sort(d, stable=True).indices
-    if remove_same_camera:
+def ranked_gallery(distmat_row, q_pid, g_pids, topk, q_camid=None, g_camids=None):
+    """Indices of one query's top-``topk`` gallery items in evaluation order (same tie rule).
+
+    With ``q_camid`` and ``g_camids`` given, items with the query's pid and camid are left out.
+    """
+    order = torch.sort(torch.as_tensor(distmat_row), stable=True).indices
+    if g_camids is not None:
         g_pids, g_camids = torch.as_tensor(g_pids)[order], torch.as_tensor(g_camids)[order]
         order = order[~((g_pids == int(q_pid)) & (g_camids == int(q_camid)))]
     return order[:topk]
