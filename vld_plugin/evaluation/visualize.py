@@ -82,11 +82,15 @@ def plot_ranked_retrieval(distmat, q_paths, g_paths, q_pids, g_pids, save_path, 
         for j in order.tolist():
             color = GREEN if g_pids[j] == q_pids[i] else RED
             cells.append(_cell(_frames(g_paths[j], gallery_frames), frame_size, color, border))
-        spacer = np.full((cells[0].shape[0], gap, 3), 255, dtype=np.uint8)
-        rows.append(np.concatenate([c for cell in cells for c in (cell, spacer)][:-1], axis=1))
-    width = max(r.shape[1] for r in rows)
-    rows = [np.pad(r, ((0, gap), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
-    mosaic = np.concatenate(rows, axis=0)
+        rows.append(cells)
+    query_width = max(r[0].shape[1] for r in rows)  # gallery columns line up across rows
+    lines = []
+    for query, *gallery in rows:
+        query = _pad(query, 0, query_width - query.shape[1] + gap)
+        lines.append(np.concatenate([query] + [_pad(c, 0, gap) for c in gallery], axis=1))
+    width = max(line.shape[1] for line in lines)
+    mosaic = np.concatenate([_pad(line, gap, width - line.shape[1]) for line in lines], axis=0)
+    mosaic = np.pad(mosaic, ((gap, 0), (gap, 0), (0, 0)), constant_values=255)
 
     dpi = 100
     fig = Figure(figsize=(mosaic.shape[1] / dpi, mosaic.shape[0] / dpi + 0.4), dpi=dpi)
@@ -145,6 +149,10 @@ def visualize_protocols(qf, q_meta, gf, g_meta, protocols, save_dir, remove_same
             written.append(plot_ranked_retrieval(distmat, pq["img_paths"], pg["img_paths"], pq["pids"], pg["pids"],
                                                  os.path.join(save_dir, f"{p.name}_ranked.png"), *cams, topk=topk))
     return written
+
+
+def _pad(image, bottom, right):
+    return np.pad(image, ((0, bottom), (0, right), (0, 0)), constant_values=255)
 
 
 def _save(fig, path):
