@@ -134,6 +134,14 @@ def test_bad_input_gives_one_line_errors(args, message):
     assert message in str(e.value) and "\n" not in str(e.value)
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nonfinite_distance_in_a_later_chunk_is_located(bad):
+    d, qp, gp, qc, gc = random_case(7)
+    d[41, 17] = bad
+    with pytest.raises(EvaluationError, match=r"1 NaN/inf entries \(first at query 41, gallery 17\)"):
+        evaluate_rank(d, qp, gp, qc, gc, chunk_elements=10 * d.shape[1])
+
+
 def test_bad_max_rank():
     with pytest.raises(EvaluationError, match="max_rank must be a positive integer"):
         evaluate_rank(np.zeros((1, 2)), [1], [1, 2], [0], [1, 1], max_rank=0)
