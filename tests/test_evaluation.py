@@ -259,3 +259,13 @@ def test_results_table_and_json(tmp_path):
     loaded = json.load(open(path))
     assert loaded["hitsz_vcm"]["infrared-to-visible"]["rank20"] is None
     assert loaded["hitsz_vcm"]["infrared-to-visible"]["mAP"] == 0.123456
+
+
+def test_cpu_thread_setting_is_restored():
+    threads = torch.get_num_threads()
+    d, qp, gp, qc, gc = random_case(8)
+    evaluate_rank(d, qp, gp, qc, gc)
+    assert torch.get_num_threads() == threads
+    with pytest.raises(EvaluationError):
+        evaluate_rank(d, qp, gp + 1000, qc, gc)
+    assert torch.get_num_threads() == threads

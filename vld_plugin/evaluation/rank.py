@@ -147,6 +147,19 @@ def evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=20, remo
     distances. Returns ``(cmc float32 numpy array, mAP float, mINP float)``.
     """
     d = check_distmat(distmat, check_finite=False)  # checked per chunk, for free, after sorting
+    if d.device.type != "cpu":
+        return _evaluate(d, q_pids, g_pids, q_camids, g_camids, max_rank, remove_same_camera, chunk_elements)
+    # On CPU the work is NumPy's (single-threaded) sort plus small tensors, for which torch's
+    # thread pool only adds synchronisation: 10x slower on a busy machine (benchmarks/).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _evaluate(d, q_pids, g_pids, q_camids, g_camids, max_rank, remove_same_camera, chunk_elements)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _evaluate(d, q_pids, g_pids, q_camids, g_camids, max_rank, remove_same_camera, chunk_elements):
     num_q, num_g = d.shape
     if not isinstance(max_rank, (int, np.integer)) or max_rank < 1:
         raise EvaluationError(f"max_rank must be a positive integer, got {max_rank!r}")
