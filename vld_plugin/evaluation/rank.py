@@ -4,10 +4,11 @@ The ranking follows torchreid's ``evaluate_rank`` (Market-1501 rule) and AGW's m
 one rule for ties that NumPy's unstable argsort leaves open: among gallery items at equal
 distance, the lower gallery index ranks first (a stable sort).
 
-No gallery row is sorted. Only the positions of the true matches matter, so each query's
-matches are sorted among themselves (a handful), every gallery item is located among them
-with ``searchsorted``, and a per-row histogram of those locations gives each match's rank
-among the kept gallery items.
+Only the ranks of the true matches matter, and no Python loop runs over queries: each row's
+distances are sorted by value only (NumPy's SIMD sort on CPU), a match's rank is the number
+of distances below its own (``searchsorted``), plus equal ones at a lower gallery index,
+minus the removed same-camera items ranked before it. Matches are found per identity, not
+by a full query x gallery comparison.
 """
 import numpy as np
 import torch
@@ -51,7 +52,7 @@ def check_distmat(distmat, check_finite=True):
         d = d.float()
     if check_finite and not bool(torch.isfinite(d).all()):
         raise _nonfinite(d)
-    return d.contiguous()
+    return d.detach().contiguous()
 
 
 def _nonfinite(d, first_row=0):
