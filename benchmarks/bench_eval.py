@@ -76,7 +76,8 @@ def timed(fn, repeats):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="timed runs of ours (median reported)")
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "bench_eval"),
+    default_out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "bench_eval")
+    parser.add_argument("--out", default=default_out,
                         help="output path without extension (.json and .md are written)")
     args = parser.parse_args()
 

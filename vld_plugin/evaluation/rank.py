@@ -26,7 +26,8 @@ def _as_tensor(x, name, device=None):
     return t
 
 
-def _labels(x, name, length, device):
+def check_labels(x, name, length, device=None):
+    """1-D integer labels of ``length`` entries as a long tensor on ``device``, or EvaluationError."""
     t = _as_tensor(x, name, device)
     if t.dim() != 1 or len(t) != length:
         raise EvaluationError(
@@ -164,10 +165,10 @@ def _evaluate(d, q_pids, g_pids, q_camids, g_camids, max_rank, remove_same_camer
     num_q, num_g = d.shape
     if not isinstance(max_rank, (int, np.integer)) or max_rank < 1:
         raise EvaluationError(f"max_rank must be a positive integer, got {max_rank!r}")
-    q_pids = _labels(q_pids, "q_pids", num_q, d.device)
-    g_pids = _labels(g_pids, "g_pids", num_g, d.device)
-    q_camids = _labels(q_camids, "q_camids", num_q, d.device)
-    g_camids = _labels(g_camids, "g_camids", num_g, d.device)
+    q_pids = check_labels(q_pids, "q_pids", num_q, d.device)
+    g_pids = check_labels(g_pids, "g_pids", num_g, d.device)
+    q_camids = check_labels(q_camids, "q_camids", num_q, d.device)
+    g_camids = check_labels(g_camids, "g_camids", num_g, d.device)
 
     first_hist = torch.zeros(num_g, dtype=torch.long, device=d.device)
     ap_sum = torch.zeros((), dtype=torch.float64, device=d.device)
