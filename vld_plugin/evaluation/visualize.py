@@ -63,10 +63,10 @@ def plot_ranked_retrieval(distmat, q_paths, g_paths, q_pids, g_pids, save_path, 
         raise EvaluationError(
             f"{len(q_paths)} query / {len(g_paths)} gallery tracklets given for a {num_q}x{num_g} distmat"
         )
-    q_pids, g_pids = check_labels(q_pids, "q_pids", num_q, None), check_labels(g_pids, "g_pids", num_g, None)
+    q_pids, g_pids = check_labels(q_pids, "q_pids", num_q), check_labels(g_pids, "g_pids", num_g)
     same_camera = q_camids is not None and g_camids is not None
     if same_camera:
-        q_camids, g_camids = check_labels(q_camids, "q_camids", num_q, None), check_labels(g_camids, "g_camids", num_g, None)
+        q_camids, g_camids = check_labels(q_camids, "q_camids", num_q), check_labels(g_camids, "g_camids", num_g)
     if query_indices is None:
         query_indices = np.unique(np.linspace(0, num_q - 1, min(num_queries, num_q)).round().astype(int))
     bad = [i for i in query_indices if not 0 <= i < num_q]
@@ -107,7 +107,8 @@ def plot_distance_histogram(distmat, q_pids, g_pids, save_path, bins=100, title=
     Returns ``{'intra_mean', 'inter_mean', 'gap'}`` (gap = inter_mean - intra_mean).
     """
     d = check_distmat(distmat)
-    same = check_labels(q_pids, "q_pids", d.shape[0], d.device)[:, None] == check_labels(g_pids, "g_pids", d.shape[1], d.device)
+    same = (check_labels(q_pids, "q_pids", d.shape[0], d.device)[:, None]
+            == check_labels(g_pids, "g_pids", d.shape[1], d.device)[None, :])
     intra, inter = d[same].cpu().numpy(), d[~same].cpu().numpy()
     if not len(intra) or not len(inter):
         raise EvaluationError("the distance histogram needs both same- and different-identity pairs")
