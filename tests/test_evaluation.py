@@ -247,6 +247,10 @@ def test_rerank_inner_product_on_clustered_features():
     assert d.shape == (10, 30) and bool((d >= 0).all())
     _, mAP, mINP = evaluate_rank(d, pids_q, pids_g, np.zeros(10, int), np.ones(30, int))
     assert mAP == pytest.approx(1) and mINP == pytest.approx(1)
+    q_meta = {"pids": pids_q, "camids": np.zeros(10, int), "modalities": [INFRARED] * 10}
+    g_meta = {"pids": pids_g, "camids": np.ones(30, int), "modalities": [VISIBLE] * 30}
+    res = evaluate_protocols(qf, q_meta, gf, g_meta, BUPT[1:2], remove_same_camera=True, rerank=True)
+    assert res["infrared-to-visible"]["mAP"] == pytest.approx(mAP)
 
 
 def test_results_table_and_json(tmp_path):
