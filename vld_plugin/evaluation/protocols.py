@@ -98,7 +98,8 @@ def results_table(results):
         for name, metrics in protocols.items():
             values = [metrics.get(k, float("nan")) for k in METRIC_KEYS]
             rows.append([dataset, name] + ["n/a" if math.isnan(v) else f"{100 * v:.2f}" for v in values])
-    return tabulate(rows, headers=["dataset", "protocol", "R1", "R5", "R10", "R20", "mAP", "mINP"])
+    return tabulate(rows, headers=["dataset", "protocol", "R1", "R5", "R10", "R20", "mAP", "mINP"],
+                    disable_numparse=True)
 
 
 def save_results_json(results, path):

@@ -4,10 +4,11 @@ The ranking follows torchreid's ``evaluate_rank`` (Market-1501 rule) and AGW's m
 one rule for ties that NumPy's unstable argsort leaves open: among gallery items at equal
 distance, the lower gallery index ranks first (a stable sort).
 
-No gallery row is sorted. Only the positions of the true matches matter, so each query's
-matches are sorted among themselves (a handful), every gallery item is located among them
-with ``searchsorted``, and a per-row histogram of those locations gives each match's rank
-among the kept gallery items.
+Only the ranks of the true matches matter, and no Python loop runs over queries: each row's
+distances are sorted by value only (NumPy's SIMD sort on CPU), a match's rank is the number
+of distances below its own (``searchsorted``), plus equal ones at a lower gallery index,
+minus the removed same-camera items ranked before it. Matches are found per identity, not
+by a full query x gallery comparison.
 """
 import numpy as np
 import torch
@@ -25,7 +26,8 @@ def _as_tensor(x, name, device=None):
     return t
 
 
-def _labels(x, name, length, device):
+def check_labels(x, name, length, device=None):
+    """1-D integer labels of ``length`` entries as a long tensor on ``device``, or EvaluationError."""
     t = _as_tensor(x, name, device)
     if t.dim() != 1 or len(t) != length:
         raise EvaluationError(
@@ -37,8 +39,8 @@ def _labels(x, name, length, device):
     return t.long()
 
 
-def check_distmat(distmat):
-    """``distmat`` as a 2-D floating torch tensor with finite entries, or EvaluationError."""
+def check_distmat(distmat, check_finite=True):
+    """``distmat`` as a 2-D floating torch tensor (finite entries unless told not to check), or EvaluationError."""
     d = _as_tensor(distmat, "distmat")
     if d.dim() != 2:
         raise EvaluationError(f"distmat must be 2-D (num_query, num_gallery), got shape {tuple(d.shape)}")
@@ -49,14 +51,18 @@ def check_distmat(distmat):
         d = d.double()
     elif d.dtype in (torch.float16, torch.bfloat16):
         d = d.float()
-    finite = torch.isfinite(d)
-    if not bool(finite.all()):
-        bad = (~finite).nonzero()[0].tolist()
-        raise EvaluationError(
-            f"distmat has {int((~finite).sum())} NaN/inf entries (first at query {bad[0]}, gallery {bad[1]}); "
-            "check the features for NaN (diverged training or a broken checkpoint)"
-        )
-    return d.contiguous()
+    if check_finite and not bool(torch.isfinite(d).all()):
+        raise _nonfinite(d)
+    return d.detach().contiguous()
+
+
+def _nonfinite(d, first_row=0):
+    bad = ~torch.isfinite(d)
+    q, g = bad.nonzero()[0].tolist()
+    return EvaluationError(
+        f"distmat has {int(bad.sum())} NaN/inf entries (first at query {q + first_row}, gallery {g}); "
+        "check the features for NaN (diverged training or a broken checkpoint)"
+    )
 
 
 def _sorted_rows(d):
@@ -66,11 +72,25 @@ def _sorted_rows(d):
     return torch.sort(d, dim=1).values
 
 
+def _slots(rows, counts):
+    """Position of each entry within its row, for entries grouped by ascending row."""
+    return torch.arange(len(rows), device=rows.device) - (counts.cumsum(0) - counts)[rows]
+
+
+def _same_pid_pairs(q_pids, g_pids):
+    """(query row, gallery column) of every pair with equal pids, grouped by ascending row."""
+    g_sorted, g_order = torch.sort(g_pids, stable=True)
+    first = torch.searchsorted(g_sorted, q_pids, right=False)
+    counts = torch.searchsorted(g_sorted, q_pids, right=True) - first
+    rows = torch.repeat_interleave(torch.arange(len(q_pids), device=q_pids.device), counts)
+    return rows, g_order[first[rows] + _slots(rows, counts)]
+
+
 def _padded(rows, cols, num_rows, fill_col, *values):
-    """Scatter per-row lists (``rows`` ascending) into (num_rows, width) tensors, row-major order kept."""
+    """Scatter per-row lists (grouped by ascending ``rows``) into (num_rows, width) tensors."""
     n = torch.bincount(rows, minlength=num_rows)
     width = max(int(n.max()) if len(n) else 0, 1)
-    slot = torch.arange(len(rows), device=rows.device) - (n.cumsum(0) - n)[rows]
+    slot = _slots(rows, n)
     out = []
     for v, fill in ((cols, fill_col),) + values:
         t = torch.full((num_rows, width), fill, dtype=v.dtype, device=rows.device)
@@ -79,23 +99,28 @@ def _padded(rows, cols, num_rows, fill_col, *values):
     return n, out
 
 
-def match_ranks(distmat, q_pids, g_pids, q_camids, g_camids, remove_same_camera=True, chunk_elements=1 << 22):
+def match_ranks(distmat, q_pids, g_pids, q_camids, g_camids, remove_same_camera=True, chunk_elements=1 << 22,
+                first_row=0):
     """Per query: the ranks (0-based, among kept gallery items) of its true matches.
 
     Returns ``(ranks, num_matches)``: ``ranks`` is a (Q, M) long tensor, row i ascending in
     its first ``num_matches[i]`` entries (the rest is padding). Memory grows with Q x G:
-    call it on row slices to bound it (``chunk_elements`` bounds only the work on ties).
+    call it on row slices to bound it (``chunk_elements`` bounds only the work on ties;
+    ``first_row`` is the slice's offset, for messages). NaN/inf raise EvaluationError.
     """
     d = distmat
     num_q, num_g = d.shape
     inf = float("inf")
-    rows, cols = (q_pids[:, None] == g_pids[None, :]).nonzero(as_tuple=True)
+    rows, cols = _same_pid_pairs(q_pids, g_pids)
+    values = d[rows, cols]
     junk = (q_camids[rows] == g_camids[cols]) if remove_same_camera else torch.zeros_like(rows, dtype=torch.bool)
-    num_matches, (good_i, good_d) = _padded(rows[~junk], cols[~junk], num_q, num_g, (d[rows, cols][~junk], inf))
-    _, (junk_i, junk_d) = _padded(rows[junk], cols[junk], num_q, num_g, (d[rows, cols][junk], inf))
+    num_matches, (good_i, good_d) = _padded(rows[~junk], cols[~junk], num_q, num_g, (values[~junk], inf))
+    _, (junk_i, junk_d) = _padded(rows[junk], cols[junk], num_q, num_g, (values[junk], inf))
 
     # items strictly closer than each match, then equal ones with a lower gallery index
     sorted_d = _sorted_rows(d)
+    if not bool(torch.isfinite(sorted_d[:, [0, -1]]).all()):  # NaN and inf sort to the ends
+        raise _nonfinite(d, first_row)
     closer = torch.searchsorted(sorted_d, good_d, right=False)
     equal = torch.searchsorted(sorted_d, good_d, right=True) - closer
     ties = (equal > 1).nonzero()
@@ -123,14 +148,27 @@ def evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=20, remo
     the gallery size are NaN. Queries are processed in chunks of about ``chunk_elements``
     distances. Returns ``(cmc float32 numpy array, mAP float, mINP float)``.
     """
-    d = check_distmat(distmat)
+    d = check_distmat(distmat, check_finite=False)  # checked per chunk, for free, after sorting
+    if d.device.type != "cpu":
+        return _evaluate(d, q_pids, g_pids, q_camids, g_camids, max_rank, remove_same_camera, chunk_elements)
+    # On CPU the work is NumPy's (single-threaded) sort plus small tensors, for which torch's
+    # thread pool only adds synchronisation: 10x slower on a busy machine (benchmarks/).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _evaluate(d, q_pids, g_pids, q_camids, g_camids, max_rank, remove_same_camera, chunk_elements)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _evaluate(d, q_pids, g_pids, q_camids, g_camids, max_rank, remove_same_camera, chunk_elements):
     num_q, num_g = d.shape
     if not isinstance(max_rank, (int, np.integer)) or max_rank < 1:
         raise EvaluationError(f"max_rank must be a positive integer, got {max_rank!r}")
-    q_pids = _labels(q_pids, "q_pids", num_q, d.device)
-    g_pids = _labels(g_pids, "g_pids", num_g, d.device)
-    q_camids = _labels(q_camids, "q_camids", num_q, d.device)
-    g_camids = _labels(g_camids, "g_camids", num_g, d.device)
+    q_pids = check_labels(q_pids, "q_pids", num_q, d.device)
+    g_pids = check_labels(g_pids, "g_pids", num_g, d.device)
+    q_camids = check_labels(q_camids, "q_camids", num_q, d.device)
+    g_camids = check_labels(g_camids, "g_camids", num_g, d.device)
 
     first_hist = torch.zeros(num_g, dtype=torch.long, device=d.device)
     ap_sum = torch.zeros((), dtype=torch.float64, device=d.device)
@@ -139,7 +177,7 @@ def evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=20, remo
     for s in range(0, num_q, step):
         e = min(s + step, num_q)
         ranks, n = match_ranks(d[s:e], q_pids[s:e], g_pids, q_camids[s:e], g_camids, remove_same_camera,
-                               chunk_elements)
+                               chunk_elements, first_row=s)
         valid = n > 0
         ranks, n = ranks[valid], n[valid]
         if not len(n):
@@ -164,11 +202,13 @@ def evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=20, remo
     return cmc.numpy(), float(ap_sum) / num_valid, float(inp_sum) / num_valid
 
 
-def ranked_gallery(distmat_row, q_pid, q_camid, g_pids, g_camids, topk, remove_same_camera=True):
-    """Indices of one query's top-``topk`` gallery items in evaluation order (same tie rule)."""
-    d = torch.as_tensor(distmat_row)
-    order = torch.sort(d, stable=True).indices
-    if remove_same_camera:
+def ranked_gallery(distmat_row, q_pid, g_pids, topk, q_camid=None, g_camids=None):
+    """Indices of one query's top-``topk`` gallery items in evaluation order (same tie rule).
+
+    With ``q_camid`` and ``g_camids`` given, items with the query's pid and camid are left out.
+    """
+    order = torch.sort(torch.as_tensor(distmat_row), stable=True).indices
+    if g_camids is not None:
         g_pids, g_camids = torch.as_tensor(g_pids)[order], torch.as_tensor(g_camids)[order]
         order = order[~((g_pids == int(q_pid)) & (g_camids == int(q_camid)))]
     return order[:topk]

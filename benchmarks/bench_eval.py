@@ -1,0 +1,135 @@
+"""Evaluation speed at HITSZ-VCM test size: vld_plugin's evaluate_rank against torchreid's.
+
+One synthetic float32 distance matrix (what the engines produce) of 5,159 queries x 5,643
+gallery tracklets (427 identities, 12 cameras, identity-clustered features so the metrics
+are not trivial; equal values within a row nudged apart so NumPy's unstable argsort and our
+stable tie rule agree), ranked by both implementations in the same run. The script checks
+that CMC is identical and mAP equal to 1e-12 (float64 summation order), then writes JSON and
+Markdown to benchmarks/results/.
+
+    python benchmarks/bench_eval.py [--repeats 5] [--out benchmarks/results/bench_eval]
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from vld_plugin import compat  # noqa: E402
+from vld_plugin.evaluation import evaluate_rank  # noqa: E402
+
+NUM_Q, NUM_G, NUM_IDS, NUM_CAMS, DIM = 5159, 5643, 427, 12, 256
+
+
+def machine():
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    info = {
+        "cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "load_average_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
+        "torchreid_layout": compat.LAYOUT, "platform": platform.platform(),
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def synthetic(seed=0):
+    rng = np.random.default_rng(seed)
+    q_pids, g_pids = rng.integers(0, NUM_IDS, NUM_Q), rng.integers(0, NUM_IDS, NUM_G)
+    q_camids, g_camids = rng.integers(0, NUM_CAMS, NUM_Q), rng.integers(0, NUM_CAMS, NUM_G)
+    centres = rng.standard_normal((NUM_IDS, DIM))
+    qf = centres[q_pids] + 2 * rng.standard_normal((NUM_Q, DIM))
+    gf = centres[g_pids] + 2 * rng.standard_normal((NUM_G, DIM))
+    d = (-(qf @ gf.T)).astype(np.float32)  # inner-product distance
+    while True:  # nudge equal values within a row apart
+        order = np.argsort(d, axis=1, kind="stable")
+        rows, cols = np.nonzero(np.diff(np.take_along_axis(d, order, 1), axis=1) == 0)
+        if not len(rows):
+            return d, q_pids, g_pids, q_camids, g_camids
+        idx = order[rows, cols + 1]
+        d[rows, idx] = np.nextafter(d[rows, idx], np.float32(np.inf))
+
+
+def timed(fn, repeats):
+    times, out = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return out, times
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs of ours (median reported)")
+    default_out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "bench_eval")
+    parser.add_argument("--out", default=default_out,
+                        help="output path without extension (.json and .md are written)")
+    args = parser.parse_args()
+
+    d, q_pids, g_pids, q_camids, g_camids = synthetic()
+    labels = (q_pids, g_pids, q_camids, g_camids)
+
+    ref, ref_times = timed(lambda: compat.metrics.evaluate_rank(d, *labels, max_rank=20, use_cython=False), 1)
+    ours, ours_times = timed(lambda: evaluate_rank(d, *labels, max_rank=20), args.repeats)
+    cmc_identical = bool(np.array_equal(ours[0], ref[0]))
+    map_diff = abs(ours[1] - float(ref[1]))
+    if not cmc_identical or map_diff > 1e-12 * max(1.0, float(ref[1])):
+        raise SystemExit(f"MISMATCH: cmc identical={cmc_identical}, |mAP diff|={map_diff:.3g}")
+
+    variants = {"ours, CPU": ours_times}
+    if torch.cuda.is_available():
+        dg = torch.from_numpy(d).cuda()
+        glabels = [torch.as_tensor(x, device="cuda") for x in labels]
+        evaluate_rank(dg, *glabels)  # warm-up
+        variants["ours, CUDA"] = timed(lambda: evaluate_rank(dg, *glabels), args.repeats)[1]
+
+    ref_s = ref_times[0]
+    result = {
+        "benchmark": "evaluate_rank at HITSZ-VCM test size",
+        "shape": [NUM_Q, NUM_G], "identities": NUM_IDS, "cameras": NUM_CAMS, "max_rank": 20,
+        "machine": machine(),
+        "torchreid_evaluate_rank_python_s": ref_s,
+        "ours_median_s": {k: statistics.median(v) for k, v in variants.items()},
+        "speedup_vs_torchreid": {k: ref_s / statistics.median(v) for k, v in variants.items()},
+        "all_times_s": variants,
+        "check": {"cmc_identical": cmc_identical, "abs_mAP_diff": map_diff,
+                  "rank1": float(ours[0][0]), "mAP": ours[1], "mINP": ours[2]},
+    }
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out + ".json", "w") as f:
+        json.dump(result, f, indent=2)
+    m = result["machine"]
+    lines = [
+        f"# evaluate_rank at HITSZ-VCM test size ({NUM_Q} x {NUM_G}, {NUM_IDS} ids, {NUM_CAMS} cameras)", "",
+        f"Machine: {m['cpu']}, {m['cpu_count']} cores ({m['torch_threads']} torch threads), "
+        f"load average at start {m['load_average_at_start']}{', GPU ' + m['gpu'] if 'gpu' in m else ''}; "
+        f"Python {m['python']}, torch {m['torch']}, numpy {m['numpy']}, torchreid layout {m['torchreid_layout']}.", "",
+        "| implementation | time (s) | speed-up |", "|---|---|---|",
+        f"| torchreid evaluate_rank (pure Python) | {ref_s:.2f} | 1x |",
+    ]
+    for k, v in result["ours_median_s"].items():
+        lines.append(f"| {k} (median of {args.repeats}) | {v:.3f} | {result['speedup_vs_torchreid'][k]:.0f}x |")
+    lines += ["", f"Same numbers: CMC identical = {cmc_identical}, |mAP difference| = {map_diff:.2g} "
+                  f"(rank-1 {ours[0][0]:.4f}, mAP {ours[1]:.4f}, mINP {ours[2]:.4f})."]
+    with open(args.out + ".md", "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
