@@ -7,7 +7,7 @@ import torch
 
 from fakes import FakeDataManager, TinyVideoModel, install_fake_evaluation
 from vld_plugin import compat
-from vld_plugin.checkpoint import load_checkpoint
+from vld_plugin.checkpoint import CheckpointError, load_checkpoint
 from vld_plugin.config import get_default_config
 from vld_plugin.engine import (EngineConfigError, NonFiniteLossError, PairedModalityEngine, build_engine,
                                is_torchreid_model, resolve_amp)
@@ -185,3 +185,15 @@ def test_torchreid_model_trains_frame_wise_and_evaluates(tmp_path):
     assert feats.shape == (8, 512) and list(meta["modalities"]) == [1] * 8
     rank1 = engine.run(**run_kwargs(tmp_path, 1))
     assert 0.0 <= rank1 <= 1.0
+
+
+def test_resume_rejects_foreign_or_mismatched_checkpoints(tmp_path):
+    engine = make_engine()
+    plain = tmp_path / "weights.pth"
+    torch.save({"state_dict": engine.model.state_dict()}, str(plain))
+    with pytest.raises(CheckpointError, match="not a vld_plugin training checkpoint"):
+        engine.resume(str(plain))
+    engine.run(**run_kwargs(tmp_path / "a", 1))
+    other = make_engine(num_train=20)  # another number of identities
+    with pytest.raises(CheckpointError, match="does not fit this model: .*of another shape"):
+        other.resume(str(tmp_path / "a" / "checkpoint.pth"))
