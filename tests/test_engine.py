@@ -197,3 +197,12 @@ def test_resume_rejects_foreign_or_mismatched_checkpoints(tmp_path):
     other = make_engine(num_train=20)  # another number of identities
     with pytest.raises(CheckpointError, match="does not fit this model: .*of another shape"):
         other.resume(str(tmp_path / "a" / "checkpoint.pth"))
+
+
+def test_run_accepts_the_config_run_kwargs(tmp_path):
+    from vld_plugin.config import engine_run_kwargs
+
+    cfg = get_default_config()
+    cfg.data.save_dir, cfg.train.max_epoch, cfg.test.eval_freq = str(tmp_path), 1, 2
+    rank1 = make_engine(max_epoch=1).run(**engine_run_kwargs(cfg))
+    assert rank1 == json.load(open(tmp_path / "results.json"))["results"]["fake"]["infrared-to-visible"]["rank1"]
