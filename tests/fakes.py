@@ -62,7 +62,7 @@ class Tracklets(Dataset):
     def __getitem__(self, i):
         pid, modality, camid, k = self.items[i]
         g = torch.Generator().manual_seed(1000 * pid + 10 * k + modality)
-        frames = self.signatures[pid] + self.offsets[modality] + 0.3 * torch.randn(T, DIM, generator=g)
+        frames = self.signatures[pid] + self.offsets[modality] + 0.15 * torch.randn(T, DIM, generator=g)
         if self.augment:  # draws from the global RNG, so resuming must restore it
             frames = frames + 0.1 * torch.randn(T, DIM)
         return {"img": frames.view(T, 3, H, W), "pid": pid, "camid": camid, "dsetid": 0, "modality": modality}

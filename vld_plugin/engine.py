@@ -276,8 +276,10 @@ class PairedModalityEngine(compat.engine.Engine):
     def extract(self, loader, desc=""):
         """Features (N, D) on the CPU and meta ``{pids, camids, modalities}`` (NumPy) of a test loader.
 
-        Under DDP each rank extracts a contiguous share; the shares are gathered on every rank.
+        Runs the model in eval mode. Under DDP each rank extracts a contiguous share; the shares
+        are gathered on every rank.
         """
+        self.set_model_mode("eval")
         feats, meta = [], {"pids": [], "camids": [], "modalities": []}
         keys = {"pids": "pid", "camids": "camid", "modalities": "modality"}
         for data in tqdm(shard_loader(loader, self.rank, self.world_size), desc=desc, leave=False,
@@ -305,7 +307,6 @@ class PairedModalityEngine(compat.engine.Engine):
         """
         from vld_plugin.evaluation import evaluate_protocols
 
-        self.set_model_mode("eval")
         results = {}
         for name in self.test_loader:
             qf, q_meta = self.extract(self.test_loader[name]["query"], f"{name} query")
@@ -327,17 +328,20 @@ class PairedModalityEngine(compat.engine.Engine):
         rows = [[name, protocol] + [f"{100 * metrics[c]:.2f}" for c in columns if c in metrics]
                 for name, per_protocol in results.items() for protocol, metrics in per_protocol.items()]
         headers = ["dataset", "protocol"] + [c.replace("rank", "R") for c in columns]
-        print(f"results after epoch {self.epoch + 1} (%)\n" + tabulate(rows, headers=headers), flush=True)
+        epoch = self.epoch + 1 if self.max_epoch > 0 else None  # None: weights not trained by this engine
+        title = f"results after epoch {epoch} (%)" if epoch else "results (%)"
+        print(title + "\n" + tabulate(rows, headers=headers), flush=True)
         os.makedirs(save_dir, exist_ok=True)
-        record = {"epoch": self.epoch + 1, "results": results}
-        for fname in ("results.json", f"results_epoch{self.epoch + 1:03d}.json"):
-            with open(os.path.join(save_dir, fname), "w") as f:
-                json.dump(record, f, indent=2, default=float)
+        record = {"epoch": epoch, "results": results}
+        for fname in ("results.json", f"results_epoch{epoch:03d}.json" if epoch else None):
+            if fname:
+                with open(os.path.join(save_dir, fname), "w") as f:
+                    json.dump(record, f, indent=2, default=float)
         if self.writer is not None:
             for name, per_protocol in results.items():
                 for protocol, metrics in per_protocol.items():
                     for c, v in metrics.items():
-                        self.writer.add_scalar(f"Test/{name}/{protocol}/{c}", float(v), self.epoch + 1)
+                        self.writer.add_scalar(f"Test/{name}/{protocol}/{c}", float(v), epoch or 0)
 
 
 def build_engine(cfg, datamanager, model, use_gpu=True):

@@ -1,0 +1,208 @@
+"""The paired-modality engine on a tiny fake model and fake paired data (CPU)."""
+import json
+import os
+
+import pytest
+import torch
+
+from fakes import FakeDataManager, TinyVideoModel, install_fake_evaluation
+from vld_plugin import compat
+from vld_plugin.checkpoint import CheckpointError, load_checkpoint
+from vld_plugin.config import get_default_config
+from vld_plugin.engine import (EngineConfigError, NonFiniteLossError, PairedModalityEngine, build_engine,
+                               is_torchreid_model, resolve_amp)
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+@pytest.fixture(autouse=True)
+def fake_evaluation(monkeypatch):
+    install_fake_evaluation(monkeypatch)
+
+
+def make_engine(model_seed=0, max_epoch=4, amp="off", model=None, **dm_kwargs):
+    cfg = get_default_config()
+    cfg.train.lr, cfg.train.max_epoch, cfg.train.warmup_epochs, cfg.train.amp = 1e-2, max_epoch, 1, amp
+    dm = FakeDataManager(**dm_kwargs)
+    torch.manual_seed(model_seed)
+    model = model if model is not None else TinyVideoModel(dm.num_train_pids)
+    return build_engine(cfg, dm, model, use_gpu=False)
+
+
+def run_kwargs(save_dir, max_epoch, **over):
+    kw = dict(save_dir=str(save_dir), max_epoch=max_epoch, eval_freq=2, print_freq=100)
+    kw.update(over)
+    return kw
+
+
+def test_training_lifts_cross_modal_rank1_far_above_chance(tmp_path, capsys):
+    engine = make_engine(max_epoch=6, iters=10, num_train=30, num_test=16)
+    engine.run(save_dir=str(tmp_path), test_only=True)
+    before = json.load(open(tmp_path / "results.json"))["results"]["fake"]
+    rank1 = engine.run(**run_kwargs(tmp_path, 6))
+    after = json.load(open(tmp_path / "results.json"))["results"]["fake"]
+    chance = 1 / 16
+    for protocol in ("infrared-to-visible", "visible-to-infrared"):
+        assert after[protocol]["rank1"] >= 6 * chance  # 0.56 and 0.62 here, from 0.06 and 0.12
+        assert after[protocol]["rank1"] >= before[protocol]["rank1"] + 3 * chance
+    assert rank1 == after["infrared-to-visible"]["rank1"]
+    out = capsys.readouterr().out
+    epoch_lines = [line for line in out.splitlines() if line.startswith("epoch ")]
+    assert len(epoch_lines) == 6 and all(" v2t " in line and " wrt_sta " in line for line in epoch_lines)
+    assert "infrared-to-visible" in out and "R20" in out
+    assert sorted(p for p in os.listdir(tmp_path) if p.startswith("results_epoch")) == [
+        "results_epoch002.json", "results_epoch004.json", "results_epoch006.json"]
+    state = load_checkpoint(str(tmp_path / "checkpoint.pth"))
+    assert state["epoch"] == 6 and state["rank1"] == pytest.approx(rank1)
+
+
+def test_tensorboard_logs_terms_lr_and_metrics(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    make_engine(max_epoch=2).run(**run_kwargs(tmp_path, 2))
+    acc = EventAccumulator(str(tmp_path))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert {"Train/loss", "Train/v2t", "Train/ce_sta", "Train/wrt_sta", "Train/lr"} <= tags
+    assert "Test/fake/visible-to-infrared/rank1" in tags and "Test/fake/infrared-to-visible/mAP" in tags
+    assert len(acc.Scalars("Train/loss")) == 2 * 4  # every iteration of 2 epochs
+    assert acc.Scalars("Train/lr")[0].value == pytest.approx(1e-2 * 0.01)  # warm-up start
+
+
+def _weights(engine):
+    return {k: v.clone() for k, v in engine.model.state_dict().items()}
+
+
+@pytest.mark.parametrize("stop_epoch,stop_iter", [(2, 0), (2, 2)])
+def test_resume_continues_exactly(tmp_path, stop_epoch, stop_iter):
+    full = make_engine()
+    full.run(**run_kwargs(tmp_path / "full", 4))
+    expected = _weights(full)
+
+    interrupted = make_engine()
+    original = interrupted.forward_backward
+
+    def killed(data):  # a crash in the middle of epoch `stop_epoch` (0-based)
+        if interrupted.epoch == stop_epoch and interrupted.batch_idx == stop_iter:
+            raise KeyboardInterrupt
+        return original(data)
+
+    interrupted.forward_backward = killed
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.run(**run_kwargs(tmp_path / "resumed", 4))
+
+    resumed = make_engine(model_seed=123)  # different initial weights, random state moved on
+    assert not all(torch.equal(v, expected[k]) for k, v in resumed.model.state_dict().items())
+    start = resumed.resume(str(tmp_path / "resumed" / "checkpoint.pth"))
+    assert start == stop_epoch
+    resumed.run(**run_kwargs(tmp_path / "resumed", 4, start_epoch=start))
+    for k, v in resumed.model.state_dict().items():
+        assert torch.equal(v, expected[k]), k
+    assert resumed.optimizer.param_groups[0]["lr"] == full.optimizer.param_groups[0]["lr"]
+
+
+def test_non_finite_loss_stops_and_keeps_last_checkpoint(tmp_path):
+    engine = make_engine()
+    criterion = engine.criterion
+
+    def poisoned(outputs, targets):
+        loss, terms = criterion(outputs, targets)
+        return (loss * float("nan"), terms) if engine.epoch == 1 else (loss, terms)
+
+    engine.criterion = poisoned
+    with pytest.raises(NonFiniteLossError, match=r"non-finite loss at epoch 2 iteration 1 \(loss nan") as err:
+        engine.run(**run_kwargs(tmp_path, 4))
+    assert str(tmp_path) in str(err.value) and "\n" not in str(err.value)
+    state = load_checkpoint(str(tmp_path / "checkpoint.pth"))
+    assert state["epoch"] == 1
+    for k, v in engine.model.state_dict().items():  # no update was applied after the checkpoint
+        assert torch.equal(v, state["model"][k]) and torch.isfinite(v.float()).all()
+
+
+def test_amp_modes():
+    cpu = torch.device("cpu")
+    assert resolve_amp("auto", cpu) == (None, False)
+    assert resolve_amp("off", cpu) == (None, False)
+    assert resolve_amp("bf16", cpu) == (torch.bfloat16, False)
+    assert resolve_amp("fp16", cpu) == (torch.float16, True)
+    with pytest.raises(EngineConfigError, match="train.amp must be one of"):
+        resolve_amp("fp8", cpu)
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_mixed_precision_step_trains(tmp_path, amp):
+    engine = make_engine(amp=amp)
+    assert engine.scaler.is_enabled() == (amp == "fp16")
+    before = _weights(engine)
+    engine.set_model_mode("train")
+    engine.epoch = 0
+    # fp16: the scaler may skip the first steps (overflow at its initial scale) and lower its scale
+    for engine.batch_idx, data in enumerate(engine.train_loader):
+        summary = engine.forward_backward(data)
+        assert all(torch.isfinite(torch.tensor(v)) for v in summary.values())
+    assert not torch.equal(before["classifier.weight"], engine.model.classifier.weight)
+
+
+def test_gradient_clipping_bounds_the_update():
+    dm = FakeDataManager()
+    torch.manual_seed(0)
+    model = TinyVideoModel(dm.num_train_pids)
+    sgd = torch.optim.SGD(model.parameters(), lr=1.0)
+    engine = PairedModalityEngine(dm, model, sgd, use_gpu=False, amp="off", grad_clip=1e-3)
+    before = torch.nn.utils.parameters_to_vector(model.parameters()).clone()
+    engine.epoch, engine.batch_idx = 0, 0
+    engine.forward_backward(next(iter(engine.train_loader)))
+    step = (torch.nn.utils.parameters_to_vector(model.parameters()) - before).norm().item()
+    assert 0 < step <= 1e-3 * (1 + 1e-4)
+
+
+def test_cross_dataset_targets_each_evaluated(tmp_path):
+    engine = make_engine(targets=("source_ds", "other_ds"))
+    rank1 = engine.run(save_dir=str(tmp_path), test_only=True)
+    results = json.load(open(tmp_path / "results.json"))["results"]
+    assert list(results) == ["source_ds", "other_ds"]
+    assert set(results["other_ds"]) == {"infrared-to-visible", "visible-to-infrared"}
+    assert rank1 == results["source_ds"]["infrared-to-visible"]["rank1"]
+
+
+def test_unsupported_run_options_fail_clearly(tmp_path):
+    with pytest.raises(EngineConfigError, match="visrank, test.rerank"):
+        make_engine().run(save_dir=str(tmp_path), test_only=True, rerank=True)
+
+
+def test_torchreid_model_trains_frame_wise_and_evaluates(tmp_path):
+    dm = FakeDataManager()
+    model = compat.models.build_model("resnet18", num_classes=dm.num_train_pids, loss="triplet",
+                                      pretrained=False, use_gpu=False)
+    assert is_torchreid_model(model)
+    engine = make_engine(model=model, max_epoch=1)
+    assert engine.frame_wise
+    engine.epoch, engine.batch_idx = 0, 0
+    engine.set_model_mode("train")
+    summary = engine.forward_backward(next(iter(engine.train_loader)))
+    assert set(summary) == {"loss", "ce_cls", "wrt_cls"}
+    feats, meta = engine.extract(dm.test_loader["fake"]["query"])
+    assert feats.shape == (8, 512) and list(meta["modalities"]) == [1] * 8
+    rank1 = engine.run(**run_kwargs(tmp_path, 1))
+    assert 0.0 <= rank1 <= 1.0
+
+
+def test_resume_rejects_foreign_or_mismatched_checkpoints(tmp_path):
+    engine = make_engine()
+    plain = tmp_path / "weights.pth"
+    torch.save({"state_dict": engine.model.state_dict()}, str(plain))
+    with pytest.raises(CheckpointError, match="not a vld_plugin training checkpoint"):
+        engine.resume(str(plain))
+    engine.run(**run_kwargs(tmp_path / "a", 1))
+    other = make_engine(num_train=20)  # another number of identities
+    with pytest.raises(CheckpointError, match="does not fit this model: .*of another shape"):
+        other.resume(str(tmp_path / "a" / "checkpoint.pth"))
+
+
+def test_run_accepts_the_config_run_kwargs(tmp_path):
+    from vld_plugin.config import engine_run_kwargs
+
+    cfg = get_default_config()
+    cfg.data.save_dir, cfg.train.max_epoch, cfg.test.eval_freq = str(tmp_path), 1, 2
+    rank1 = make_engine(max_epoch=1).run(**engine_run_kwargs(cfg))
+    assert rank1 == json.load(open(tmp_path / "results.json"))["results"]["fake"]["infrared-to-visible"]["rank1"]
