@@ -9,7 +9,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fakes import FakeDataManager, TinyVideoModel, install_fake_evaluation  # noqa: E402
+from fakes import FakeDataManager, TinyVideoModel  # noqa: E402
 
 from vld_plugin.distributed import init_distributed  # noqa: E402
 from vld_plugin.engine import PairedModalityEngine  # noqa: E402
@@ -17,7 +17,6 @@ from vld_plugin.optim import build_optimizer  # noqa: E402
 
 
 def main(out_path, save_dir):
-    install_fake_evaluation()
     rank, world = init_distributed()
     dm = FakeDataManager(augment=False, iters=3, rank=rank, world=world)
     torch.manual_seed(0)

@@ -5,8 +5,6 @@ plus a large modality-specific offset and noise, so raw features rank across mod
 about chance while a trained model aligns the modalities.
 """
 import collections
-import sys
-import types
 
 import numpy as np
 import torch
@@ -122,30 +120,3 @@ class FakeDataManager:
 
     def remove_same_camera(self, name):
         return False
-
-
-def evaluate_protocols(qf, q_meta, gf, g_meta, protocols, remove_same_camera, dist_metric="inner_product", max_rank=20):
-    """Reference evaluation for the tests: rank-k and mAP by inner product, no camera filtering."""
-    feats = {"query": (qf.numpy(), q_meta), "gallery": (gf.numpy(), g_meta)}
-    out = {}
-    for p in protocols:
-        (qx, qm), (gx, gm) = feats[p.query_split], feats[p.gallery_split]
-        qsel, gsel = qm["modalities"] == p.query_modality, gm["modalities"] == p.gallery_modality
-        order = np.argsort(-(qx[qsel] @ gx[gsel].T), axis=1, kind="stable")
-        match = gm["pids"][gsel][order] == qm["pids"][qsel][:, None]
-        first = match.argmax(1)
-        res = {f"rank{r}": float((first < r).mean()) for r in (1, 5, 10, 20)}
-        res["mAP"] = float(np.mean([1.0 / (f + 1) for f in first]))  # one true match per query
-        res["mINP"] = res["mAP"]
-        out[p.name] = res
-    return out
-
-
-def install_fake_evaluation(monkeypatch=None):
-    """Make ``from vld_plugin.evaluation import evaluate_protocols`` resolve to the reference above."""
-    module = types.ModuleType("vld_plugin.evaluation")
-    module.evaluate_protocols = evaluate_protocols
-    if monkeypatch is None:
-        sys.modules["vld_plugin.evaluation"] = module
-    else:
-        monkeypatch.setitem(sys.modules, "vld_plugin.evaluation", module)

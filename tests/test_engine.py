@@ -5,7 +5,7 @@ import os
 import pytest
 import torch
 
-from fakes import FakeDataManager, TinyVideoModel, install_fake_evaluation
+from fakes import FakeDataManager, TinyVideoModel
 from vld_plugin import compat
 from vld_plugin.checkpoint import CheckpointError, load_checkpoint
 from vld_plugin.config import get_default_config
@@ -13,11 +13,6 @@ from vld_plugin.engine import (EngineConfigError, NonFiniteLossError, PairedModa
                                is_torchreid_model, resolve_amp)
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
-
-
-@pytest.fixture(autouse=True)
-def fake_evaluation(monkeypatch):
-    install_fake_evaluation(monkeypatch)
 
 
 def make_engine(model_seed=0, max_epoch=4, amp="off", model=None, **dm_kwargs):
@@ -38,9 +33,9 @@ def run_kwargs(save_dir, max_epoch, **over):
 def test_training_lifts_cross_modal_rank1_far_above_chance(tmp_path, capsys):
     engine = make_engine(max_epoch=6, iters=10, num_train=30, num_test=16)
     engine.run(save_dir=str(tmp_path), test_only=True)
-    before = json.load(open(tmp_path / "results.json"))["results"]["fake"]
+    before = json.load(open(tmp_path / "results.json"))["fake"]
     rank1 = engine.run(**run_kwargs(tmp_path, 6))
-    after = json.load(open(tmp_path / "results.json"))["results"]["fake"]
+    after = json.load(open(tmp_path / "results.json"))["fake"]
     chance = 1 / 16
     for protocol in ("infrared-to-visible", "visible-to-infrared"):
         assert after[protocol]["rank1"] >= 6 * chance  # 0.56 and 0.62 here, from 0.06 and 0.12
@@ -159,15 +154,25 @@ def test_gradient_clipping_bounds_the_update():
 def test_cross_dataset_targets_each_evaluated(tmp_path):
     engine = make_engine(targets=("source_ds", "other_ds"))
     rank1 = engine.run(save_dir=str(tmp_path), test_only=True)
-    results = json.load(open(tmp_path / "results.json"))["results"]
+    results = json.load(open(tmp_path / "results.json"))
     assert list(results) == ["source_ds", "other_ds"]
     assert set(results["other_ds"]) == {"infrared-to-visible", "visible-to-infrared"}
     assert rank1 == results["source_ds"]["infrared-to-visible"]["rank1"]
 
 
-def test_unsupported_run_options_fail_clearly(tmp_path):
-    with pytest.raises(EngineConfigError, match="visrank, test.rerank"):
-        make_engine().run(save_dir=str(tmp_path), test_only=True, rerank=True)
+def test_cuhk03_metric_fails_clearly(tmp_path):
+    with pytest.raises(EngineConfigError, match="use_metric_cuhk03 does not apply"):
+        make_engine().run(save_dir=str(tmp_path), test_only=True, use_metric_cuhk03=True)
+
+
+def test_rerank_changes_the_distances_but_not_the_protocols(tmp_path):
+    plain = make_engine().run(save_dir=str(tmp_path / "plain"), test_only=True)
+    reranked = make_engine().run(save_dir=str(tmp_path / "rerank"), test_only=True, rerank=True)
+    a = json.load(open(tmp_path / "plain" / "results.json"))["fake"]
+    b = json.load(open(tmp_path / "rerank" / "results.json"))["fake"]
+    assert set(a) == set(b) == {"infrared-to-visible", "visible-to-infrared"}
+    assert plain == a["infrared-to-visible"]["rank1"] and reranked == b["infrared-to-visible"]["rank1"]
+    assert any(a[p]["mAP"] != b[p]["mAP"] for p in a)
 
 
 def test_torchreid_model_trains_frame_wise_and_evaluates(tmp_path):
@@ -205,4 +210,4 @@ def test_run_accepts_the_config_run_kwargs(tmp_path):
     cfg = get_default_config()
     cfg.data.save_dir, cfg.train.max_epoch, cfg.test.eval_freq = str(tmp_path), 1, 2
     rank1 = make_engine(max_epoch=1).run(**engine_run_kwargs(cfg))
-    assert rank1 == json.load(open(tmp_path / "results.json"))["results"]["fake"]["infrared-to-visible"]["rank1"]
+    assert rank1 == json.load(open(tmp_path / "results.json"))["fake"]["infrared-to-visible"]["rank1"]

@@ -6,13 +6,11 @@ steps, with optional mixed precision, gradient clipping and DistributedDataParal
 ``run(...)`` keeps torchreid's signature; it writes a resumable checkpoint after every epoch
 and evaluates every protocol of every target dataset.
 """
-import json
 import os
 import time
 
 import numpy as np
 import torch
-from tabulate import tabulate
 from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
@@ -153,13 +151,11 @@ class PairedModalityEngine(compat.engine.Engine):
             visrank=False, visrank_topk=10, use_metric_cuhk03=False, ranks=(1, 5, 10, 20), rerank=False):
         """torchreid's ``Engine.run``: train ``start_epoch..max_epoch-1``, evaluating every ``eval_freq``
         epochs (from ``start_eval``) and after the last, with a checkpoint after every epoch."""
-        if visrank or rerank or use_metric_cuhk03:
-            raise EngineConfigError(
-                "the paired-modality engine does not support test.visrank, test.rerank or use_metric_cuhk03; "
-                "set them to False"
-            )
+        if use_metric_cuhk03:
+            raise EngineConfigError("use_metric_cuhk03 does not apply to video re-id; set it to False")
         self.save_dir = save_dir
-        test_kwargs = dict(dist_metric=dist_metric, normalize_feature=normalize_feature, save_dir=save_dir, ranks=ranks)
+        test_kwargs = dict(dist_metric=dist_metric, normalize_feature=normalize_feature, visrank=visrank,
+                           visrank_topk=visrank_topk, save_dir=save_dir, ranks=ranks, rerank=rerank)
         if test_only:
             return self.test(**test_kwargs)
         if self.rank == 0 and self.writer is None:
@@ -305,38 +301,43 @@ class PairedModalityEngine(compat.engine.Engine):
         Query and gallery features are extracted once per target and shared by its protocols.
         Returns None on ranks other than 0.
         """
-        from vld_plugin.evaluation import evaluate_protocols
+        from vld_plugin.evaluation import evaluate_protocols, visualize_protocols
 
         results = {}
+        save_dir = save_dir or self.save_dir
         for name in self.test_loader:
             qf, q_meta = self.extract(self.test_loader[name]["query"], f"{name} query")
             gf, g_meta = self.extract(self.test_loader[name]["gallery"], f"{name} gallery")
             if normalize_feature:
                 qf, gf = F.normalize(qf, dim=1), F.normalize(gf, dim=1)
-            if self.rank == 0:
-                results[name] = evaluate_protocols(
-                    qf, q_meta, gf, g_meta, self.datamanager.protocols(name), self.datamanager.remove_same_camera(name),
-                    dist_metric=dist_metric, max_rank=max(ranks))
+            if self.rank != 0:
+                continue
+            protocols = self.datamanager.protocols(name)
+            same_camera = self.datamanager.remove_same_camera(name)
+            results[name] = evaluate_protocols(qf, q_meta, gf, g_meta, protocols, same_camera, dist_metric=dist_metric,
+                                               max_rank=max(ranks), ranks=ranks, rerank=rerank)
+            if visrank:
+                splits = self.datamanager.test_dataset[name]
+                q_meta["img_paths"] = [t[0] for t in splits["query"]]
+                g_meta["img_paths"] = [t[0] for t in splits["gallery"]]
+                written = visualize_protocols(qf, q_meta, gf, g_meta, protocols, os.path.join(save_dir, "visrank", name),
+                                              same_camera, dist_metric=dist_metric, topk=visrank_topk)
+                print(f"figures written: {', '.join(written)}")
         if self.rank != 0:
             return None
-        self._report(results, save_dir or self.save_dir, ranks)
+        self._report(results, save_dir)
         first = next(iter(results.values()))
         return next(iter(first.values()))["rank1"]
 
-    def _report(self, results, save_dir, ranks):
-        columns = [f"rank{r}" for r in ranks] + ["mAP", "mINP"]
-        rows = [[name, protocol] + [f"{100 * metrics[c]:.2f}" for c in columns if c in metrics]
-                for name, per_protocol in results.items() for protocol, metrics in per_protocol.items()]
-        headers = ["dataset", "protocol"] + [c.replace("rank", "R") for c in columns]
+    def _report(self, results, save_dir):
+        from vld_plugin.evaluation import results_table, save_results_json
+
         epoch = self.epoch + 1 if self.max_epoch > 0 else None  # None: weights not trained by this engine
         title = f"results after epoch {epoch} (%)" if epoch else "results (%)"
-        print(title + "\n" + tabulate(rows, headers=headers), flush=True)
-        os.makedirs(save_dir, exist_ok=True)
-        record = {"epoch": epoch, "results": results}
-        for fname in ("results.json", f"results_epoch{epoch:03d}.json" if epoch else None):
-            if fname:
-                with open(os.path.join(save_dir, fname), "w") as f:
-                    json.dump(record, f, indent=2, default=float)
+        print(title + "\n" + results_table(results), flush=True)
+        save_results_json(results, os.path.join(save_dir, "results.json"))
+        if epoch:
+            save_results_json(results, os.path.join(save_dir, f"results_epoch{epoch:03d}.json"))
         if self.writer is not None:
             for name, per_protocol in results.items():
                 for protocol, metrics in per_protocol.items():
