@@ -6,7 +6,6 @@ about chance while a trained model aligns the modalities.
 """
 import collections
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
