@@ -78,3 +78,17 @@ def test_cli_unknown_key_exits_2_with_one_line(python_runner, tmp_path):
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert lines == ["error: unknown config key 'train.lrr' in the command line; did you mean 'train.lr'?"]
+
+
+def test_base_file_is_merged_first_and_checked(tmp_path):
+    (tmp_path / "base.yaml").write_text("train:\n  lr: 0.001\n  max_epoch: 5\nmodel:\n  name: clip_tap\n")
+    (tmp_path / "child.yaml").write_text("_BASE_: base.yaml\ntrain:\n  max_epoch: 9\n")
+    cfg = load_config(str(tmp_path / "child.yaml"))
+    assert (cfg.train.lr, cfg.train.max_epoch, cfg.model.name) == (0.001, 9, "clip_tap")
+    (tmp_path / "bad_base.yaml").write_text("test:\n  evall_freq: 1\n")
+    (tmp_path / "child2.yaml").write_text("_BASE_: bad_base.yaml\n")
+    with pytest.raises(ConfigError, match=r"'test.evall_freq' in .*bad_base.yaml; did you mean 'test.eval_freq'"):
+        load_config(str(tmp_path / "child2.yaml"))
+    (tmp_path / "loop.yaml").write_text("_BASE_: loop.yaml\n")
+    with pytest.raises(ConfigError, match="includes itself"):
+        load_config(str(tmp_path / "loop.yaml"))

@@ -5,6 +5,7 @@ Groups follow torchreid's ``scripts/default_config.py`` (``model``, ``data``, ``
 method's own switches. Defaults reproduce the authors' recipe on HITSZ-VCM.
 """
 import difflib
+import os
 
 import yaml
 from yacs.config import CfgNode as CN
@@ -158,25 +159,36 @@ def _flatten(tree, prefix=""):
             yield full
 
 
+def _merge_file(cfg, path, chain=()):
+    """Merge YAML ``path`` (after its ``_BASE_`` file, a path relative to it) into ``cfg``."""
+    if path in chain:
+        raise ConfigError(f"config file {path} includes itself through _BASE_")
+    try:
+        with open(path) as f:
+            tree = yaml.safe_load(f) or {}
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(tree, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of groups to keys")
+    base = tree.pop("_BASE_", None)
+    if base:
+        _merge_file(cfg, os.path.join(os.path.dirname(path), base), chain + (path,))
+    for key in _flatten(tree):
+        _check_key(cfg, key, path)
+    _merge(cfg, lambda: cfg.merge_from_other_cfg(CN(tree)), path)
+
+
 def load_config(config_file="", opts=(), cfg=None):
-    """Defaults, then ``config_file`` (YAML), then ``opts`` (``[KEY, VALUE, ...]``), frozen.
+    """Defaults, then ``config_file`` (YAML, may name a ``_BASE_`` file), then ``opts``
+    (``[KEY, VALUE, ...]``); returned frozen.
 
     Raises ConfigError with one line naming a wrong key and the closest valid one.
     """
     cfg = cfg if cfg is not None else get_default_config()
     if config_file:
-        try:
-            with open(config_file) as f:
-                tree = yaml.safe_load(f) or {}
-        except OSError as e:
-            raise ConfigError(f"cannot read config file {config_file}: {e.strerror}") from None
-        except yaml.YAMLError as e:
-            raise ConfigError(f"config file {config_file} is not valid YAML: {str(e).splitlines()[0]}") from None
-        if not isinstance(tree, dict):
-            raise ConfigError(f"config file {config_file} must hold a mapping of groups to keys")
-        for key in _flatten(tree):
-            _check_key(cfg, key, config_file)
-        _merge(cfg, lambda: cfg.merge_from_file(config_file), config_file)
+        _merge_file(cfg, os.path.abspath(config_file))
     opts = list(opts)
     if len(opts) % 2:
         raise ConfigError(f"overrides must come as KEY VALUE pairs; '{opts[-1]}' has no value")
