@@ -9,6 +9,7 @@ and the square grid is resized with bilinear interpolation.
 """
 import copy
 import os
+import warnings
 
 import open_clip
 import torch
@@ -103,7 +104,9 @@ def read_checkpoint(path):
         from safetensors.torch import load_file
         return load_file(path, device="cpu")
     try:
-        state = torch.jit.load(path, map_location="cpu").state_dict()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load deprecation notice
+            state = torch.jit.load(path, map_location="cpu").state_dict()
     except RuntimeError:  # not a TorchScript archive: a pickled (possibly wrapped) state dict
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
@@ -116,7 +119,7 @@ def read_checkpoint(path):
     if not isinstance(state, dict) or not state:
         raise PretrainedWeightsError(f"CLIP checkpoint {path} holds no state dict")
     state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
-    for key in ("input_resolution", "context_length", "vocab_size"):  # OpenAI archive extras
+    for key in ("input_resolution", "context_length", "vocab_size", "attn_mask"):  # not weights
         state.pop(key, None)
     return state
 
@@ -167,8 +170,13 @@ def load_clip_weights(clip, pretrained, clip_name, cache_dir=None):
 
 def build_clip(clip_name, image_size, pretrained=None, cache_dir=None, **sizes):
     """An open_clip CLIP at ``image_size`` with weights from ``pretrained`` ('openai', path, None)."""
-    clip = create_clip(clip_config(clip_name, image_size, **sizes))
+    cfg = clip_config(clip_name, image_size, **sizes)
     source = resolve_pretrained(pretrained)
+    if source == "openai" and cfg != clip_config(clip_name, image_size):
+        raise PretrainedWeightsError(
+            f"OpenAI weights fit only the {clip_name} architecture, but vld size keys change it "
+            f"({ {k: v for k, v in sizes.items() if v} }); set model.pretrained none")
+    clip = create_clip(cfg)
     if source is not None:
         load_clip_weights(clip, source, clip_name, cache_dir)
     return clip
