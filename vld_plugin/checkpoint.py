@@ -91,3 +91,19 @@ def load_model_state(model, state_dict, source):
             "was it trained with another model.name, model size or number of identities?"
         )
     model.load_state_dict(state_dict)
+
+
+def load_weights(model, path):
+    """Load trained weights into ``model`` from a training checkpoint of ours, an official VLD
+    checkpoint (authors' parameter names) or a plain state dict; one-line CheckpointError on mismatch."""
+    state = load_checkpoint(path)
+    if state.get("format") == FORMAT:
+        state = state["model"]
+    elif isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if any(k.startswith("image_encoder.") for k in state):
+        from .models import convert_official_state_dict
+
+        state = convert_official_state_dict(state)
+    load_model_state(model, state, path)
+    return model

@@ -43,6 +43,7 @@ def get_default_config():
     cfg.data.min_seq_len = 12  # HITSZ-VCM: tracklets shorter than this are dropped
     cfg.data.bupt_auxiliary = False  # BUPTCampus: add the auxiliary (FakeIR) training set
     cfg.data.bupt_trimmed_test = False  # BUPTCampus: the official sampler's trimmed test sets
+    cfg.data.synthetic = False  # generate a synthetic copy under data.root when the dataset is missing
 
     cfg.sampler = CN()
     cfg.sampler.train_sampler = "ModalityIdentitySampler"
@@ -227,6 +228,14 @@ def videodata_kwargs(cfg):
         train_sampler=cfg.sampler.train_sampler,
         seq_len=cfg.video.seq_len,
         sample_method=cfg.video.sample_method,
+        test_sample_method=cfg.video.test_sample_method,
+        consistent_geometry=cfg.video.consistent_geometry,
+        num_cams=cfg.sampler.num_cams,
+        iters_per_epoch=cfg.train.iters_per_epoch,
+        seed=cfg.train.seed,
+        min_seq_len=cfg.data.min_seq_len,
+        bupt_auxiliary=cfg.data.bupt_auxiliary,
+        bupt_trimmed_test=cfg.data.bupt_trimmed_test,
     )
 
 

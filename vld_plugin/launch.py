@@ -8,7 +8,7 @@ import time
 import numpy as np
 import torch
 
-from .config import ConfigError, load_config
+from .config import engine_run_kwargs, load_config, videodata_kwargs
 
 
 def parse_args(argv=None):
@@ -48,14 +48,51 @@ def prepare_run(args):
     return cfg
 
 
+def build_datamanager(cfg, rank=0, world_size=1):
+    """The paired-modality data manager of ``cfg``, generating the synthetic copy first if asked to."""
+    from .data import VLDDataManager
+
+    if cfg.data.synthetic:
+        from .data.synthetic import ensure_synthetic
+
+        for name in dict.fromkeys(list(cfg.data.sources) + list(cfg.data.targets)):
+            ensure_synthetic(name, cfg.data.root, seed=cfg.train.seed)
+    return VLDDataManager(**videodata_kwargs(cfg), num_replicas=world_size, rank=rank)
+
+
+def run(cfg):
+    """Build data, model and engine from ``cfg``, then train (resuming if asked) or evaluate."""
+    from .checkpoint import load_weights
+    from .distributed import init_distributed
+    from .engine import build_engine
+    from .models import build_model_from_config
+
+    rank, world_size = init_distributed()
+    datamanager = build_datamanager(cfg, rank, world_size)
+    model = build_model_from_config(cfg, datamanager.num_train_pids)
+    if cfg.model.load_weights:
+        load_weights(model, cfg.model.load_weights)
+        print(f"loaded weights from {cfg.model.load_weights}")
+    engine = build_engine(cfg, datamanager, model, use_gpu=torch.cuda.is_available())
+    kwargs = engine_run_kwargs(cfg)
+    if cfg.model.resume and not cfg.test.evaluate:
+        kwargs["start_epoch"] = engine.resume(cfg.model.resume)
+    return engine.run(**kwargs)
+
+
 def main(argv=None):
-    """Run the job; returns the process exit code (2 for a configuration error)."""
+    """Run the job; returns the process exit code (2 for a configuration or missing-data error)."""
+    from .errors import DEMO_HINT, USAGE_ERRORS, USER_ERRORS, DatasetNotFoundError
+
     args = parse_args(argv)
     try:
         cfg = prepare_run(args)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
+        run(cfg)
+    except USAGE_ERRORS as e:
+        hint = f"; {DEMO_HINT}" if isinstance(e, DatasetNotFoundError) else ""
+        print(f"error: {e}{hint}", file=sys.stderr)
         return 2
-    print(f"Config written to {os.path.join(cfg.data.save_dir, 'config.yaml')}")
-    print("Nothing to run yet: the data, model and engine components are not installed in this version.")
-    return 1
+    except USER_ERRORS as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0

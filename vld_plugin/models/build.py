@@ -1,6 +1,9 @@
 """Builders of ``vld`` and ``clip_tap``: from the plugin config, or through torchreid's
 ``build_model(name, num_classes, loss, pretrained, use_gpu)``."""
-from ..config import get_default_config
+import difflib
+
+from .. import compat
+from ..config import ConfigError, get_default_config
 from .clip_loader import build_clip
 from .vld import VLD
 
@@ -57,9 +60,20 @@ BUILDERS = {"vld": build_vld, "clip_tap": build_clip_tap}
 
 
 def build_model_from_config(cfg, num_classes):
-    """The model named ``cfg.model.name`` with sizes/switches from ``cfg.vld``, weights from
-    ``cfg.model.pretrained``, input ``cfg.data.height`` x ``cfg.data.width``, T = ``cfg.video.seq_len``."""
+    """The model named ``cfg.model.name``.
+
+    ``vld`` / ``clip_tap``: sizes and switches from ``cfg.vld``, weights from ``cfg.model.pretrained``,
+    input ``cfg.data.height`` x ``cfg.data.width``, T = ``cfg.video.seq_len``. Any other name is
+    built by torchreid's ``build_model`` (``loss='triplet'``, so it returns logits and features for
+    CE + WRT; ImageNet weights unless ``model.pretrained`` is ``none``); the engine runs it frame-wise.
+    """
     name = cfg.model.name
-    if name not in BUILDERS:
-        raise ValueError(f"model.name '{name}' is not a VLD model; use one of {sorted(BUILDERS)}")
-    return BUILDERS[name](num_classes, pretrained=cfg.model.pretrained, **model_options(cfg))
+    if name in BUILDERS:
+        return BUILDERS[name](num_classes, pretrained=cfg.model.pretrained, **model_options(cfg))
+    factory = compat.model_factory()
+    if name not in factory:
+        close = difflib.get_close_matches(name, list(factory), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else f"; choose one of {sorted(factory)}"
+        raise ConfigError(f"model.name '{name}' is neither a VLD model nor a torchreid model{hint}")
+    pretrained = str(cfg.model.pretrained).lower() not in ("none", "", "false")
+    return compat.models.build_model(name, num_classes, loss="triplet", pretrained=pretrained, use_gpu=False)
