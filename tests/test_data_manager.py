@@ -96,6 +96,14 @@ def test_tracklet_transform_geometry():
     hits = sum(torch.equal(plain(f[:1], VISIBLE, np.random.default_rng(s))[0], torch.from_numpy(f[0]).permute(2, 0, 1))
                for s in range(200))
     assert 0 < hits < 40  # about 1 in 25 draws
+    # every augmented frame is some zero-padded crop of the frame, possibly flipped
+    padded = np.zeros((24, 14, 3), np.uint8)
+    padded[2:22, 2:12] = f[0]
+    crops = {padded[y:y + 20, x:x + 10, :][:, ::d].tobytes() for y in range(5) for x in range(5) for d in (1, -1)}
+    flip = TrackletTransform(20, 10, train=True, channel_exchange=0, adaptive_gray=False, pad=2)
+    outs = [o.permute(1, 2, 0).numpy() for s in range(10) for o in flip(f, VISIBLE, np.random.default_rng(s))]
+    assert all(np.ascontiguousarray(o).tobytes() in crops for o in outs)
+    assert len({o.tobytes() for o in outs}) > 20
     test = TrackletTransform(10, 5, train=False)(f[:2], VISIBLE, None)
     assert torch.equal(test[0], torch.from_numpy(cv2.resize(f[0], (5, 10))).permute(2, 0, 1))
 
@@ -118,7 +126,7 @@ def test_channel_exchange_and_adaptive_gray():
             elif any(np.array_equal(o, np.repeat(f[i][None, ..., c], 3, 0)) for c in range(3)):
                 kinds.add("channel")
             else:
-                g = np.rint(f[i].astype(np.float32) @ np.float32([0.299, 0.587, 0.114]))
+                g = cv2.cvtColor(f[i], cv2.COLOR_RGB2GRAY)
                 assert np.array_equal(o, np.repeat(g[None], 3, 0)), "neither channel, gray nor unchanged"
                 kinds.add("gray")
     assert kinds == {"unchanged", "channel", "gray"}
