@@ -16,7 +16,8 @@ from ..modality import INFRARED, VISIBLE
 class TrackletTransform:
     """Per-tracklet augmentation on uint8 RGB frames (H, W, 3) -> uint8 tensor (T, 3, H, W).
 
-    ``train=False`` only resizes. With ``consistent_geometry`` one crop offset and one flip
+    ``train=False`` only resizes. ``pad`` defaults to the authors' 10 pixels scaled by
+    height/288. With ``consistent_geometry`` one crop offset and one flip
     decision serve all frames of a tracklet; otherwise each frame draws its own (the
     authors' per-frame transforms). ``channel_exchange`` is the probability that a visible
     tracklet has one random R/G/B channel copied to all three; ``adaptive_gray`` makes each
@@ -24,9 +25,10 @@ class TrackletTransform:
     (OpenCV's 0.299/0.587/0.114 luma).
     """
 
-    def __init__(self, height, width, train, pad=10, crop=True, flip=True, channel_exchange=0.5,
+    def __init__(self, height, width, train, pad=None, crop=True, flip=True, channel_exchange=0.5,
                  adaptive_gray=True, consistent_geometry=False):
         self.height, self.width, self.train = int(height), int(width), bool(train)
+        pad = round(10 * self.height / 288) if pad is None else pad  # the authors' 10 px at 288x144, scaled
         self.pad = int(pad) if crop else 0
         self.flip = flip
         self.channel_exchange = float(channel_exchange)
