@@ -13,6 +13,7 @@ from . import compat
 # (torchreid name, "module:attribute")
 VIDEO_DATASETS = [
     ("hitsz_vcm", "vld_plugin.data.hitsz_vcm:HitszVCM"),
+    ("bupt_campus", "vld_plugin.data.bupt_campus:BUPTCampus"),
 ]
 MODELS = [
     ("vld", "vld_plugin.models:build_vld"),

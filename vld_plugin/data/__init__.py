@@ -2,6 +2,7 @@
 modality-aware samplers, the data manager and synthetic dataset copies."""
 from .base import (DatasetFormatError, DatasetNotFoundError, ImageReadError, Protocol, Tracklet,
                    TrackletView, VLDVideoDataset, read_frame)
+from .bupt_campus import BUPTCampus
 from .hitsz_vcm import HitszVCM
 from .samplers import CameraModalitySampler, ModalityIdentitySampler
 from .datamanager import VLDDataManager

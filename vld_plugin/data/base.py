@@ -128,6 +128,9 @@ class VLDVideoDataset(compat.data.VideoDataset):
                  train_pairs=None, skipped=None, transform=None, **kwargs):
         self.train_pairs = train_pairs
         self.skipped = dict(skipped or {})
+        for name, items in (("train", train), ("query", query), ("gallery", gallery)):
+            if not items:
+                raise DatasetFormatError(f"{type(self).__name__}: the {name} split is empty; check the dataset's index files")
         if transform is None:
             transform = TrackletTransform(288, 144, train=False)
         super().__init__(train, query, gallery, seq_len=seq_len, sample_method=check_method(sample_method),

@@ -17,7 +17,7 @@ def find_root(root, marker, subdirs):
         if os.path.exists(os.path.join(c, marker)):
             return c
     raise DatasetNotFoundError(
-        f"no '{marker}' under any of {candidates}; set data.root to the folder holding it (see datasets/README.md)")
+        f"no '{marker}' under any of {candidates}; set data.root to the folder that holds it")
 
 
 def read_lines(path):

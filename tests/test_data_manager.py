@@ -1,0 +1,158 @@
+import cv2
+import numpy as np
+import pytest
+import torch
+
+import vld_plugin  # noqa: F401
+from vld_plugin.config import load_config
+from vld_plugin.data import VLDDataManager, read_frame
+from vld_plugin.data.sampling import first_of_chunk
+from vld_plugin.data.synthetic import generate_vcm
+from vld_plugin.data.transforms import TrackletTransform, normalize, random_erase
+from vld_plugin.modality import INFRARED, VISIBLE
+
+TINY = dict(num_ids=14, seed=4, height=48, width=24, num_cams=3, min_len=12, max_len=15, short_fraction=0.0)
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("vcm"))
+    generate_vcm(root, **TINY)
+    return root
+
+
+def manager(root, **kw):
+    args = dict(root=root, sources="hitsz_vcm", height=32, width=16, batch_size_train=8, batch_size_test=5,
+                workers=0, num_instances=2, iters_per_epoch=2, seq_len=6, verbose=False)
+    args.update(kw)
+    return VLDDataManager(**args)
+
+
+def test_train_batches_are_paired_and_prepare_batch_normalises(root):
+    dm = manager(root)
+    assert dm.num_train_pids == 8 and len(dm.train_loader) == 2
+    batch = next(iter(dm.train_loader))
+    assert batch["img"].shape == (8, 6, 3, 32, 16) and batch["img"].dtype == torch.uint8
+    assert batch["modality"].tolist() == [VISIBLE, INFRARED] * 4
+    pids = batch["pid"].tolist()
+    assert pids[0:4] == [pids[0]] * 4 and pids[4:8] == [pids[4]] * 4 and pids[0] != pids[4]
+    out = dm.prepare_batch(batch, "cpu", train=False)
+    expect = (batch["img"].float() / 255 - torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)) / \
+        torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+    assert out["img"].dtype == torch.float32 and torch.allclose(out["img"], expect, atol=1e-6)
+    assert out["pid"].dtype == torch.int64 and out["modality"].dtype == torch.int64
+
+
+def test_test_loaders_use_first_of_chunk_frames(root):
+    dm = manager(root)
+    q = dm.test_dataset["hitsz_vcm"]["query"]
+    batch = next(iter(dm.test_loader["hitsz_vcm"]["query"]))
+    assert batch["pid"].tolist() == [t[1] for t in q[:5]] and set(batch["modality"].tolist()) == {INFRARED}
+    paths = q[0][0]
+    want = np.stack([cv2.resize(read_frame(paths[i]), (16, 32), interpolation=cv2.INTER_LINEAR)
+                     for i in first_of_chunk(len(paths), 6)])
+    assert torch.equal(batch["img"][0], torch.from_numpy(want).permute(0, 3, 1, 2))
+    assert [p.name for p in dm.protocols("hitsz_vcm")] == ["infrared-to-visible", "visible-to-infrared"]
+    assert dm.remove_same_camera("hitsz_vcm") is True
+    assert len(dm.test_dataset["hitsz_vcm"]["gallery"]) == len(dm.test_loader["hitsz_vcm"]["gallery"].dataset)
+
+
+def test_from_config_and_workers(root):
+    cfg = load_config(opts=["data.root", root, "data.height", "32", "data.width", "16", "data.workers", "1",
+                            "train.batch_size", "8", "sampler.num_instances", "2", "train.iters_per_epoch", "3"])
+    dm = VLDDataManager.from_config(cfg, verbose=False)
+    assert len(dm.train_loader) == 3
+    seen = [b["pid"].tolist() for b in dm.train_loader]
+    assert len(seen) == 3 and all(len(p) == 8 for p in seen)
+    dm.train_sampler.set_epoch(0)
+    assert [b["pid"].tolist() for b in dm.train_loader] == seen  # sampler determinism through the loader
+
+
+def test_unknown_names(root):
+    with pytest.raises(ValueError, match="unknown train_sampler 'Foo'"):
+        manager(root, train_sampler="Foo")
+    with pytest.raises(ValueError, match="modality-aware dataset"):
+        manager(root, sources="mars")
+    with pytest.raises(ValueError, match="unknown frame sample method"):
+        manager(root, sample_method="nope")
+
+
+def frames(t=6, h=20, w=10, seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(t)]
+
+
+def test_tracklet_transform_geometry():
+    f = [frames(1)[0]] * 6  # identical frames: differences come from the augmentation only
+    per_frame = TrackletTransform(20, 10, train=True, channel_exchange=0, adaptive_gray=False)
+    out = per_frame(f, VISIBLE, np.random.default_rng(0))
+    assert out.shape == (6, 3, 20, 10) and out.dtype == torch.uint8
+    assert len({o.numpy().tobytes() for o in out}) > 1
+    same = TrackletTransform(20, 10, train=True, channel_exchange=0, adaptive_gray=False, consistent_geometry=True)
+    out = same(f, VISIBLE, np.random.default_rng(0))
+    assert all(torch.equal(out[0], o) for o in out)
+    # a crop at offset (pad, pad) without flip is the identity: find it among many draws
+    plain = TrackletTransform(20, 10, train=True, flip=False, channel_exchange=0, adaptive_gray=False, pad=2)
+    hits = sum(torch.equal(plain(f[:1], VISIBLE, np.random.default_rng(s))[0], torch.from_numpy(f[0]).permute(2, 0, 1))
+               for s in range(200))
+    assert 0 < hits < 40  # about 1 in 25 draws
+    # every augmented frame is some zero-padded crop of the frame, possibly flipped
+    padded = np.zeros((24, 14, 3), np.uint8)
+    padded[2:22, 2:12] = f[0]
+    crops = {padded[y:y + 20, x:x + 10, :][:, ::d].tobytes() for y in range(5) for x in range(5) for d in (1, -1)}
+    flip = TrackletTransform(20, 10, train=True, channel_exchange=0, adaptive_gray=False, pad=2)
+    outs = [o.permute(1, 2, 0).numpy() for s in range(10) for o in flip(f, VISIBLE, np.random.default_rng(s))]
+    assert all(np.ascontiguousarray(o).tobytes() in crops for o in outs)
+    assert len({o.tobytes() for o in outs}) > 20
+    test = TrackletTransform(10, 5, train=False)(f[:2], VISIBLE, None)
+    assert torch.equal(test[0], torch.from_numpy(cv2.resize(f[0], (5, 10))).permute(2, 0, 1))
+
+
+def test_channel_exchange_and_adaptive_gray():
+    f = frames()
+    t = TrackletTransform(20, 10, train=True, crop=False, flip=False, channel_exchange=1.0)
+    out = t(f, VISIBLE, np.random.default_rng(1))
+    assert torch.equal(out[:, 0], out[:, 1]) and torch.equal(out[:, 1], out[:, 2])
+    src = [c for c in range(3) if np.array_equal(out[0, 0].numpy(), f[0][..., c])]
+    assert len(src) == 1 and all(np.array_equal(out[i, 0].numpy(), f[i][..., src[0]]) for i in range(6))
+    gray = TrackletTransform(20, 10, train=True, crop=False, flip=False)
+    kinds = set()
+    for s in range(30):
+        out = gray(f, INFRARED, np.random.default_rng(s))
+        for i in range(6):
+            o = out[i].numpy()
+            if np.array_equal(o, f[i].transpose(2, 0, 1)):
+                kinds.add("unchanged")
+            elif any(np.array_equal(o, np.repeat(f[i][None, ..., c], 3, 0)) for c in range(3)):
+                kinds.add("channel")
+            else:
+                g = cv2.cvtColor(f[i], cv2.COLOR_RGB2GRAY)
+                assert np.array_equal(o, np.repeat(g[None], 3, 0)), "neither channel, gray nor unchanged"
+                kinds.add("gray")
+    assert kinds == {"unchanged", "channel", "gray"}
+    vis = TrackletTransform(20, 10, train=True, crop=False, flip=False)(f, VISIBLE, np.random.default_rng(0))
+    assert vis.shape == (6, 3, 20, 10)
+
+
+def test_random_erase_batched():
+    torch.manual_seed(0)
+    img = torch.randn(4, 6, 3, 40, 20)
+    fill = [0.1, 0.2, 0.3]
+    out = random_erase(img, fill, p=1.0)
+    erased = (out != img).any(dim=2)  # (B, T, H, W)
+    for b in range(4):
+        for t in range(6):
+            ys, xs = torch.nonzero(erased[b, t], as_tuple=True)
+            area = (ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1)
+            assert area == len(ys)  # one filled rectangle
+            assert 0.015 * 800 <= area <= 0.45 * 800
+            assert torch.allclose(out[b, t, :, ys[0], xs[0]], torch.tensor(fill))
+    assert torch.equal(random_erase(img, fill, p=0.0), img)
+    half = random_erase(img.repeat(8, 1, 1, 1, 1), fill, p=0.5)
+    frac = (half != img.repeat(8, 1, 1, 1, 1)).flatten(2).any(2).float().mean()
+    assert 0.35 < frac < 0.65
+    tr = random_erase(img, fill, p=1.0, per_tracklet=True)
+    m = (tr != img).any(dim=2)
+    assert all(torch.equal(m[b, 0], m[b, t]) for b in range(4) for t in range(6))
+    n = normalize(torch.full((1, 3, 2, 2), 255, dtype=torch.uint8), [0.5] * 3, [0.25] * 3)
+    assert torch.allclose(n, torch.full((1, 3, 2, 2), 2.0))
