@@ -17,6 +17,8 @@ import os
 import cv2
 import numpy as np
 
+from ..config import ConfigError
+
 BUPT_CAMERAS = ("LS3", "G25", "CQ1", "W4", "TSG1", "TSG2")
 
 
@@ -304,6 +306,28 @@ def generate_bupt(root, num_ids=60, seed=1, height=128, width=64, test_fraction=
         with open(os.path.join(root, f"{name}.txt"), "w") as f:
             f.write("\n".join(lines) + "\n")
     return {"train_ids": n_train, "test_ids": n_test, "aux_ids": n_aux, **{k: len(v) for k, v in lists.items()}}
+
+
+# dataset name -> (folder under data.root, file that marks a complete copy, generator)
+SYNTHETIC = {
+    "hitsz_vcm": ("HITSZ-VCM", os.path.join("info", "query_IDX.txt"), generate_vcm),
+    "bupt_campus": ("BUPTCampus", "gallery.txt", generate_bupt),
+}
+
+
+def ensure_synthetic(name, root, seed=1):
+    """Generate a synthetic copy of dataset ``name`` in ``root/<folder>`` unless a complete one is there.
+
+    The marker file is written last, so an interrupted generation is redone. Returns the folder.
+    """
+    if name not in SYNTHETIC:
+        raise ConfigError(f"data.synthetic can generate {sorted(SYNTHETIC)}, not '{name}'; set data.synthetic False")
+    folder, marker, generate = SYNTHETIC[name]
+    target = os.path.join(root, folder)
+    if not os.path.isfile(os.path.join(target, marker)):
+        print(f"generating a synthetic {name} copy in {target} (seed {seed}) ...", flush=True)
+        generate(target, seed=seed)
+    return target
 
 
 def main(argv=None):
