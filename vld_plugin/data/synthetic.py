@@ -25,9 +25,13 @@ BUPT_CAMERAS = ("LS3", "G25", "CQ1", "W4", "TSG1", "TSG2")
 # ----------------------------------------------------------------------------- rendering
 def make_identity(rng):
     """Random appearance and motion parameters of one identity."""
-    def colour():
-        hsv = np.uint8([[[rng.integers(0, 180), rng.integers(60, 256), rng.integers(60, 256)]]])
+    def colour(value):
+        hsv = np.uint8([[[rng.integers(0, 180), rng.integers(60, 256), value]]])
         return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32)
+
+    def rgb_pair():  # one bright, one dark colour, so the pattern also shows in gray
+        pair = np.stack([colour(rng.integers(170, 256)), colour(rng.integers(40, 110))])
+        return pair[::-1].copy() if rng.random() < 0.5 else pair
 
     def ir_pair():
         a = rng.uniform(0.35, 1.0)
@@ -38,7 +42,7 @@ def make_identity(rng):
         leg=rng.uniform(0.40, 0.55), bag=int(rng.integers(0, 3)),  # 0 none, 1 backpack, 2 hand bag
         upper=int(rng.integers(0, 6)), upper_period=rng.uniform(0.18, 0.45),
         lower=int(rng.integers(0, 3)), lower_period=rng.uniform(0.15, 0.35),
-        upper_rgb=np.stack([colour(), colour()]), lower_rgb=np.stack([colour(), colour()]),
+        upper_rgb=rgb_pair(), lower_rgb=rgb_pair(),
         skin_rgb=np.float32([rng.uniform(150, 235)] * 3) * np.float32([1.0, 0.85, 0.72]),
         upper_ir=ir_pair(), lower_ir=ir_pair(), skin_ir=rng.uniform(0.8, 1.0),
         gait=rng.uniform(0.05, 0.22), swing=rng.uniform(0.12, 0.45),
