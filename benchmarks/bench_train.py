@@ -139,7 +139,8 @@ def benchmark(device="cpu", amp=None, batch_size=32, seq_len=6, num_instances=4,
     """
     device = torch.device(device)
     if device.type == "cuda":
-        torch.cuda.set_device(device)
+        device = torch.device("cuda", torch.cuda.current_device() if device.index is None else device.index)
+        torch.cuda.set_device(device)  # the engine runs on the current device
     amp = amp or ("bf16" if device.type == "cuda" else "off")
     unknown = sorted(set(modes) - set(MODES))
     if unknown:
@@ -223,7 +224,7 @@ def markdown(report, label):
              f"| mode | s/iter | tracklets/s | s per {EPOCH_ITERS}-iter epoch | peak memory GB ({memory}) |",
              "|---|---|---|---|---|"]
     for mode, r in report["modes"].items():
-        lines.append(f"| {mode} | {r['s_per_iter']:.4f} | {r['tracklets_per_s']:.1f} | {r['s_per_epoch']:.1f} | "
+        lines.append(f"| {mode} | {r['s_per_iter']:.4f} | {r['tracklets_per_s']:.4g} | {r['s_per_epoch']:.1f} | "
                      f"{r['peak_memory_gb']:.2f} |")
     g = report["goals"]
     verdict = {True: "met", False: "NOT met", None: "not applicable"}
