@@ -233,11 +233,11 @@ def test_bad_input_shapes_raise_clear_errors():
         model(torch.randn(1, T + 1, 3, H, W))
 
 
-def test_unknown_option_and_unavailable_fusion_are_rejected():
+def test_unknown_option_and_unknown_fusion_are_rejected():
     with pytest.raises(TypeError, match="unknown model option"):
         tiny(hub_start=3)
-    with pytest.raises(ValueError, match="vld.temporal_fusion 'conv1d'"):
-        tiny(temporal_fusion="conv1d")
+    with pytest.raises(ValueError, match="vld.temporal_fusion 'lstm' is unknown"):
+        tiny(temporal_fusion="lstm")
 
 
 def test_torchreid_build_model_gives_the_full_size_paper_model():

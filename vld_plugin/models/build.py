@@ -11,7 +11,6 @@ SIZE_KEYS = ("width", "layers", "heads", "patch_size", "embed_dim",
              "text_width", "text_layers", "text_heads")
 SWITCH_KEYS = ("imlp", "sth", "sta", "hub_start_block", "prompt_template", "num_ctx",
                "grad_checkpointing")
-FUSIONS = ("none",)  # Table IV's conv1d / transformer / transformer_cls are not implemented
 # a tiny model of the same architecture (CPU tests and demos); random init only
 TINY_OPTIONS = dict(width=64, layers=4, heads=4, patch_size=16, embed_dim=32, text_width=64,
                     text_layers=2, text_heads=4, image_size=(64, 32), hub_start_block=1)
@@ -31,13 +30,11 @@ def create_model(num_classes, pretrained=None, **options):
     if unknown:
         raise TypeError(f"unknown model option(s) {unknown}; valid: {sorted(opts)}")
     opts.update(options)
-    if opts["temporal_fusion"] not in FUSIONS:
-        raise ValueError(f"vld.temporal_fusion '{opts['temporal_fusion']}' is not available (only "
-                         f"{list(FUSIONS)}: temporal average pooling, or STP); set vld.temporal_fusion none")
     sizes = {key: opts[key] for key in SIZE_KEYS}
     clip = build_clip(opts["clip_name"], opts["image_size"], pretrained, **sizes)
     switches = {key: opts[key] for key in SWITCH_KEYS}
-    return VLD(clip, num_classes, opts["clip_name"], seq_len=opts["seq_len"], **switches)
+    return VLD(clip, num_classes, opts["clip_name"], seq_len=opts["seq_len"],
+               temporal_fusion=opts["temporal_fusion"], **switches)
 
 
 def build_vld(num_classes, loss="softmax", pretrained=True, use_gpu=True, **options):

@@ -7,7 +7,7 @@ pooled over T and taken before the BNNecks; keys of switched-off parts are absen
 
 ==============  =========================================================================
 ``feat_pre``    CLS token entering the last block (width, no ``ln_post``)
-``feat_cls``    CLS after the last block and ``ln_post`` (width)
+``feat_cls``    CLS after the last block and ``ln_post`` (width), pooled by the temporal fusion
 ``feat_proj``   ``feat_cls`` projected by CLIP's ``proj`` (embed_dim)
 ``feat_sta``    STA output through ``ln_post`` (width); needs STH + STA
 ``logits_cls``  ``classifier.cls`` (BNNeck + linear) on ``feat_cls``
@@ -23,6 +23,7 @@ import torch
 import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
+from .fusion import build_fusion
 from .prompt import FrozenTextEncoder, PromptLearner
 
 
@@ -51,10 +52,12 @@ class VLD(nn.Module):
         hub_start_block: first block that sees the hub tokens (Table VI, default 9).
         prompt_template, num_ctx: the IMLP prompt template (Table VII) and its M tokens.
         grad_checkpointing: recompute transformer blocks in backward to save memory.
+        temporal_fusion: how frame CLS features become ``feat_cls`` (Table IV): 'none' (temporal
+            average pooling), 'conv1d', 'transformer', 'transformer_cls' (see ``fusion``).
     """
 
     def __init__(self, clip, num_classes, clip_name, seq_len=6, imlp=True, sth=True, sta=True,
-                 hub_start_block=9, prompt_template=4, num_ctx=4, grad_checkpointing=False):
+                 hub_start_block=9, prompt_template=4, num_ctx=4, grad_checkpointing=False, temporal_fusion="none"):
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
@@ -75,6 +78,7 @@ class VLD(nn.Module):
 
         self.hub = nn.Parameter(torch.randn(seq_len, seq_len, width)) if sth else None
         self.sta = nn.MultiheadAttention(width, heads, batch_first=True) if sta else None
+        self.temporal_fusion = build_fusion(temporal_fusion, width, heads, seq_len)
         if imlp:
             self.prompt_learner = PromptLearner(num_classes, clip, clip_name, prompt_template, num_ctx)
             self.text_encoder = FrozenTextEncoder(clip)
@@ -135,7 +139,8 @@ class VLD(nn.Module):
         tokens, pre = self._encode(x.flatten(0, 1))
         cls_raw = tokens[:, 0]
         cls = self.visual.ln_post(cls_raw)
-        feat_cls = cls.view(b, t, -1).mean(1)
+        frames = cls.view(b, t, -1)
+        feat_cls = frames.mean(1) if self.temporal_fusion is None else self.temporal_fusion(frames)
         feat_sta = None
         if self.sta is not None:
             hubs = tokens[:, -t:].reshape(b, t * t, -1)  # all T*T hub tokens of each tracklet
@@ -144,7 +149,7 @@ class VLD(nn.Module):
         if not self.training:
             return feat_cls if feat_sta is None else torch.cat([feat_cls, feat_sta], dim=1)
 
-        feat_proj = (cls @ self.visual.proj).view(b, t, -1).mean(1)
+        feat_proj = feat_cls @ self.visual.proj
         out = {
             "feat_pre": pre.view(b, t, -1).mean(1),
             "feat_cls": feat_cls,
