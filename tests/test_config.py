@@ -92,3 +92,18 @@ def test_base_file_is_merged_first_and_checked(tmp_path):
     (tmp_path / "loop.yaml").write_text("_BASE_: loop.yaml\n")
     with pytest.raises(ConfigError, match="includes itself"):
         load_config(str(tmp_path / "loop.yaml"))
+
+
+CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+
+
+@pytest.mark.parametrize("path", sorted(
+    os.path.join(d, f) for d, _, files in os.walk(CONFIGS) for f in files if f.endswith(".yaml")))
+def test_shipped_configs_load(path):
+    cfg = load_config(path)
+    assert cfg.data.save_dir.startswith("log/")
+    if "baselines" in path:  # a baseline changes the model and keeps the rest of its base config
+        base = load_config(os.path.join(CONFIGS, "vld_bupt.yaml" if "bupt" in path else "vld_vcm.yaml"))
+        assert cfg.model.name != "vld"
+        assert cfg.train == base.train and cfg.sampler == base.sampler and cfg.test == base.test
+        assert list(cfg.data.sources) == list(base.data.sources)
