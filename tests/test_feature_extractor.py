@@ -134,3 +134,17 @@ def test_clear_errors(saved):
             extractor(paths if e is FeatureInputError else [[corrupt]])
         except e as err:
             assert "\n" not in str(err)
+
+
+def test_torchreid_model_runs_frame_wise_and_averages_over_frames(tmp_path):
+    opts = ["model.name", "osnet_x0_25", "data.height", "64", "data.width", "32", "video.seq_len", "3"]
+    torch.manual_seed(1)
+    model = build_model_from_config(load_config(DEMO, opts + ["model.pretrained", "none"]), 4).eval()
+    path = str(tmp_path / "osnet.pth")
+    torch.save({"state_dict": model.state_dict()}, path)  # torchreid's checkpoint layout
+    images = torch.randn(2, 3, 3, 64, 32)
+    feats = FeatureExtractor(DEMO, path, opts=opts)(images)
+    with torch.no_grad():
+        expected = model(images.flatten(0, 1)).view(2, 3, -1).mean(1)
+    assert feats.shape == (2, 512)
+    torch.testing.assert_close(feats, expected)
