@@ -89,7 +89,8 @@ def test_dry_run_prints_plan_and_writes_nothing(tmp_path, capsys):
 
 
 def test_run_streaming_keeps_the_last_error_line():
-    code = "import sys; print('progress\\r50%\\rdone', file=sys.stderr); print('error: bad thing', file=sys.stderr); sys.exit(3)"
+    code = ("import sys; print('progress\\r50%\\rdone', file=sys.stderr); "
+            "print('error: bad thing', file=sys.stderr); sys.exit(3)")
     assert run_streaming([sys.executable, "-c", code]) == (3, "error: bad thing")
 
 
@@ -132,3 +133,13 @@ def test_mini_run_of_two_variants_writes_the_combined_table(tmp_path, monkeypatc
     assert entries[0]["ours"] and entries[1]["failed"] == "exit code 1: boom"
     assert "vld_imlp0_sth1_sta1_hub1_tpl4 failed: exit code 1: boom" in markdown
     assert main(argv[:6] + ["III:B+STP"] + argv[7:]) == 1
+
+
+def test_unusable_results_json_is_a_one_line_error(tmp_path):
+    run = {"save_dir": str(tmp_path), "target": "hitsz_vcm"}
+    (tmp_path / "results.json").write_text("{not json")
+    with pytest.raises(AblationError, match="cannot read .*results.json"):
+        ablation.read_results(run)
+    (tmp_path / "results.json").write_text('{"bupt_campus": {}}')
+    with pytest.raises(AblationError, match="no results for target hitsz_vcm"):
+        ablation.read_results(run)

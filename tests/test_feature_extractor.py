@@ -148,3 +148,9 @@ def test_torchreid_model_runs_frame_wise_and_averages_over_frames(tmp_path):
         expected = model(images.flatten(0, 1)).view(2, 3, -1).mean(1)
     assert feats.shape == (2, 512)
     torch.testing.assert_close(feats, expected)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown without CUDA")
+def test_cuda_without_cuda_is_a_clear_error(saved):
+    with pytest.raises(FeatureInputError, match="CUDA is not available"):
+        FeatureExtractor(DEMO, saved[1], opts=OPTS, device="cuda")

@@ -75,7 +75,7 @@ NAME_KEYS = (("imlp", "imlp"), ("sth", "sth"), ("sta", "sta"), ("hub_start_block
 
 
 class AblationError(ValueError):
-    """A wrong table or row name; the message is one line."""
+    """A wrong table or row name, or a run's unusable results.json; the message is one line."""
 
 
 def run_name(cfg):
@@ -194,10 +194,13 @@ def execute(config_file, run):
 def read_results(run):
     """``{protocol: {rank1, mAP, ...}}`` of the run's first target from its results.json."""
     path = os.path.join(run["save_dir"], "results.json")
-    with open(path) as f:
-        results = json.load(f)
-    if run["target"] not in results:
-        raise ConfigError(f"{path} has no results for target {run['target']}")
+    try:
+        with open(path) as f:
+            results = json.load(f)
+    except (OSError, ValueError) as e:
+        raise AblationError(f"cannot read {path}: {e}; delete the run's folder and run the ablation again") from None
+    if not isinstance(results, dict) or run["target"] not in results:
+        raise AblationError(f"{path} has no results for target {run['target']}; delete the run's folder and rerun")
     return results[run["target"]]
 
 
@@ -272,7 +275,8 @@ def parse_args(argv=None):
     parser.add_argument("--tables", nargs="+", default=["III", "V", "VI", "VII"], metavar="TABLE",
                         help=f"tables to run, of {list(TABLES)} (default III V VI VII)")
     parser.add_argument("--rows", nargs="+", default=[], metavar="TABLE:ROW", help="only these rows, e.g. III:B VII:1")
-    parser.add_argument("--root", default="", help="folder of the runs and the table (default <data.save_dir>/ablation)")
+    parser.add_argument("--root", default="",
+                        help="folder of the runs and the table (default <data.save_dir>/ablation)")
     parser.add_argument("--dry-run", action="store_true", help="print the plan, train nothing")
     parser.add_argument("--rerun", action="store_true", help="train again runs that already finished")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="overrides for every run, as KEY VALUE pairs")

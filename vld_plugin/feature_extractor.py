@@ -18,7 +18,7 @@ from .engine import forward_tracklets, is_torchreid_model
 
 
 class FeatureInputError(ValueError):
-    """The tracklets given to a FeatureExtractor are not in a supported form; the message is one line."""
+    """A FeatureExtractor argument (tracklets, device) is not in a supported form; the message is one line."""
 
 
 def num_classes_in(state, source):
@@ -59,6 +59,9 @@ class FeatureExtractor:
         state = read_weights(model_path)
         self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                                    "cpu" if device == "auto" else device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise FeatureInputError(f"device '{device}' was asked for but CUDA is not available; "
+                                    "use device='auto' or 'cpu'")
         model = build_model_from_config(cfg, num_classes or num_classes_in(state, model_path))
         load_model_state(model, state, model_path)
         self.model = model.to(self.device).eval()
