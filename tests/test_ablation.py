@@ -143,3 +143,10 @@ def test_unusable_results_json_is_a_one_line_error(tmp_path):
     (tmp_path / "results.json").write_text('{"bupt_campus": {}}')
     with pytest.raises(AblationError, match="no results for target hitsz_vcm"):
         ablation.read_results(run)
+
+
+def test_overrides_may_follow_the_table_names():
+    args = ablation.parse_args(["--config-file", DEMO, "--tables", "III", "V", "train.max_epoch", "2", "--dry-run"])
+    assert args.tables == ["III", "V"] and args.opts == ["train.max_epoch", "2"] and args.dry_run
+    args = ablation.parse_args(["--config-file", DEMO, "--rows", "III:B", "vld.num_ctx", "2"])
+    assert args.rows == ["III:B"] and args.tables == ["III", "V", "VI", "VII"] and args.opts == ["vld.num_ctx", "2"]

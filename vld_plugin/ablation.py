@@ -280,7 +280,14 @@ def parse_args(argv=None):
     parser.add_argument("--dry-run", action="store_true", help="print the plan, train nothing")
     parser.add_argument("--rerun", action="store_true", help="train again runs that already finished")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="overrides for every run, as KEY VALUE pairs")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    # overrides right after --tables/--rows were taken as names: config keys (with a dot) start them
+    for name in ("rows", "tables"):
+        values = getattr(args, name)
+        cut = next((i for i, v in enumerate(values) if "." in v), len(values))
+        setattr(args, name, values[:cut])
+        args.opts = values[cut:] + args.opts
+    return args
 
 
 def main(argv=None):
