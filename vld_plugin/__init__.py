@@ -7,3 +7,5 @@ from .registry import register_all, registered
 __version__ = "0.1.0"
 
 register_all()
+
+from .feature_extractor import FeatureExtractor  # noqa: E402

@@ -93,9 +93,9 @@ def load_model_state(model, state_dict, source):
     model.load_state_dict(state_dict)
 
 
-def load_weights(model, path):
-    """Load trained weights into ``model`` from a training checkpoint of ours, an official VLD
-    checkpoint (authors' parameter names) or a plain state dict; one-line CheckpointError on mismatch."""
+def read_weights(path):
+    """The model state dict in ``path``: a training checkpoint of ours, an official VLD checkpoint
+    (converted from the authors' parameter names) or a plain state dict; one-line CheckpointError."""
     state = load_checkpoint(path)
     if state.get("format") == FORMAT:
         state = state["model"]
@@ -105,5 +105,11 @@ def load_weights(model, path):
         from .models import convert_official_state_dict
 
         state = convert_official_state_dict(state)
-    load_model_state(model, state, path)
+    return state
+
+
+def load_weights(model, path):
+    """Load trained weights into ``model`` from any checkpoint ``read_weights`` reads; one-line
+    CheckpointError on mismatch."""
+    load_model_state(model, read_weights(path), path)
     return model

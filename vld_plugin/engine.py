@@ -58,6 +58,21 @@ def is_torchreid_model(model):
     return type(model).__module__.split(".")[0] == "torchreid"
 
 
+def forward_tracklets(net, imgs, frame_wise, training):
+    """Run ``net`` on tracklets (B, T, 3, H, W). A ``frame_wise`` model sees the B*T frames and its
+    outputs are averaged over T: in eval mode the (B, D) feature, in training the contract's dict."""
+    if not frame_wise:
+        return net(imgs)
+    b, t = imgs.shape[:2]
+    out = net(imgs.flatten(0, 1))
+    pool = lambda x: x.reshape(b, t, -1).mean(1)  # noqa: E731
+    if not training:
+        return pool(out)
+    if isinstance(out, (tuple, list)):  # torchreid triplet-style models: (logits, features)
+        return {"logits_cls": pool(out[0]), "feat_cls": pool(out[1])}
+    return {"logits_cls": pool(out)}
+
+
 class PairedModalityEngine(compat.engine.Engine):
     """Train and evaluate a video model on paired visible/infrared batches.
 
@@ -101,16 +116,7 @@ class PairedModalityEngine(compat.engine.Engine):
     # ---------------------------------------------------------------- forward
     def forward_model(self, net, imgs):
         """Run ``net`` on tracklets (B, T, 3, H, W); frame-wise models are pooled over T."""
-        if not self.frame_wise:
-            return net(imgs)
-        b, t = imgs.shape[:2]
-        out = net(imgs.flatten(0, 1))
-        pool = lambda x: x.reshape(b, t, -1).mean(1)  # noqa: E731
-        if not self.model.training:
-            return pool(out)
-        if isinstance(out, (tuple, list)):  # torchreid triplet-style models: (logits, features)
-            return {"logits_cls": pool(out[0]), "feat_cls": pool(out[1])}
-        return {"logits_cls": pool(out)}
+        return forward_tracklets(net, imgs, self.frame_wise, self.model.training)
 
     def prepare_batch(self, data, train):
         """The batch on the device, through ``datamanager.prepare_batch`` when it has one."""
