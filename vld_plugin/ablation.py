@@ -88,10 +88,6 @@ def run_name(cfg):
 
 def skip_reason(cfg):
     """Why the model of ``cfg`` cannot be built here, or None."""
-    from .models.build import FUSIONS
-
-    if cfg.vld.temporal_fusion not in FUSIONS:
-        return f"vld.temporal_fusion {cfg.vld.temporal_fusion} is not implemented (only TAP and STP)"
     if cfg.vld.sth and cfg.vld.layers and cfg.vld.hub_start_block >= cfg.vld.layers:
         return f"vld.hub_start_block {cfg.vld.hub_start_block} needs more than vld.layers {cfg.vld.layers} blocks"
     return None
