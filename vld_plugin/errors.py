@@ -8,7 +8,10 @@ from .models import PretrainedWeightsError
 from .optim import OptimConfigError
 
 
-DEMO_HINT = "or try the synthetic demo: python projects/VLD/main.py --config-file configs/vld_demo.yaml"
+DEMO_HINT = (
+    "datasets/README.md says how to obtain and place the data; "
+    "or try the synthetic demo: python projects/VLD/main.py --config-file configs/vld_demo.yaml"
+)
 
 # exit code 2: the command or its configuration is wrong
 USAGE_ERRORS = (ConfigError, DatasetNotFoundError)

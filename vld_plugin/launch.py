@@ -1,5 +1,6 @@
 """The command-line job behind ``projects/VLD/main.py``: config, seeds, logs, then train or test."""
 import argparse
+import contextlib
 import os
 import random
 import sys
@@ -18,6 +19,8 @@ def parse_args(argv=None):
     parser.add_argument("--config-file", default="", help="YAML config (see configs/)")
     parser.add_argument("--eval-only", action="store_true", help="evaluate only (set model.load_weights)")
     parser.add_argument("--resume", default="", metavar="PATH", help="checkpoint to resume training from")
+    parser.add_argument("--visrank", action="store_true",
+                        help="also write ranked-retrieval and distance-histogram figures (PNG) per protocol")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="overrides as KEY VALUE pairs, e.g. train.lr 1e-5")
     return parser.parse_args(argv)
 
@@ -30,22 +33,53 @@ def set_seed(seed):
 
 
 def prepare_run(args):
-    """Load and freeze the config, seed, create the save dir, write the config, tee stdout to a log."""
+    """Load and freeze the config, seed, create the save dir and (on rank 0) write the merged config."""
     opts = list(args.opts)
     if args.eval_only:
         opts += ["test.evaluate", "True"]
     if args.resume:
         opts += ["model.resume", args.resume]
+    if args.visrank:
+        opts += ["test.visrank", "True"]
     cfg = load_config(args.config_file, opts)
     set_seed(cfg.train.seed)
     os.makedirs(cfg.data.save_dir, exist_ok=True)
-    with open(os.path.join(cfg.data.save_dir, "config.yaml"), "w") as f:
-        f.write(cfg.dump())
-    from .compat import utils
-
-    log_name = ("test" if cfg.test.evaluate else "train") + time.strftime("-%Y-%m-%d-%H-%M-%S.log")
-    sys.stdout = utils.Logger(os.path.join(cfg.data.save_dir, log_name))
+    if int(os.environ.get("RANK", "0")) == 0:
+        with open(os.path.join(cfg.data.save_dir, "config.yaml"), "w") as f:
+            f.write(cfg.dump())
     return cfg
+
+
+class _Tee:
+    """Writes to the console and a file. (torchreid's ``Logger`` closes the console when it is
+    garbage-collected, which breaks any later print in the same process.)"""
+
+    def __init__(self, console, file):
+        self.console, self.file = console, file
+
+    def write(self, text):
+        self.console.write(text)
+        self.file.write(text)
+
+    def flush(self):
+        self.console.flush()
+        self.file.flush()
+
+
+@contextlib.contextmanager
+def tee_stdout(cfg):
+    """Copy everything printed to a timestamped log file in the save dir (rank 0 only)."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        yield
+        return
+    log_name = ("test" if cfg.test.evaluate else "train") + time.strftime("-%Y-%m-%d-%H-%M-%S.log")
+    with open(os.path.join(cfg.data.save_dir, log_name), "w") as log:
+        console = sys.stdout
+        sys.stdout = _Tee(console, log)
+        try:
+            yield
+        finally:
+            sys.stdout = console
 
 
 def build_datamanager(cfg, rank=0, world_size=1):
@@ -87,7 +121,9 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         cfg = prepare_run(args)
-        run(cfg)
+        with tee_stdout(cfg):
+            print(f"config written to {os.path.join(cfg.data.save_dir, 'config.yaml')}")
+            run(cfg)
     except USAGE_ERRORS as e:
         hint = f"; {DEMO_HINT}" if isinstance(e, DatasetNotFoundError) else ""
         print(f"error: {e}{hint}", file=sys.stderr)
