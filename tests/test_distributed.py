@@ -6,7 +6,6 @@ import sys
 import pytest
 import torch
 
-from ddp_worker import main
 from vld_plugin.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -14,12 +13,16 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def test_two_process_ddp_matches_single_process(tmp_path):
+    # both runs single-threaded, so that float reductions happen in the same order
     env = dict(os.environ, PYTHONPATH=os.path.dirname(HERE), OMP_NUM_THREADS="1")
+    worker = os.path.join(HERE, "ddp_worker.py")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           os.path.join(HERE, "ddp_worker.py"), str(tmp_path / "ddp.pth"), str(tmp_path / "ddp")]
+           worker, str(tmp_path / "ddp.pth"), str(tmp_path / "ddp")]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    main(str(tmp_path / "single.pth"), str(tmp_path / "single"))
+    single_run = subprocess.run([sys.executable, worker, str(tmp_path / "single.pth"), str(tmp_path / "single")],
+                                env=env, capture_output=True, text=True, timeout=300)
+    assert single_run.returncode == 0, single_run.stderr[-3000:]
     ddp, single = torch.load(tmp_path / "ddp.pth"), torch.load(tmp_path / "single.pth")
     assert ddp["world"] == 2 and single["world"] == 1
     diffs = {k: (ddp["model"][k] - v).abs().max().item() for k, v in single["model"].items()}
