@@ -11,7 +11,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fakes import FakeDataManager, TinyVideoModel  # noqa: E402
 
-from vld_plugin.distributed import init_distributed  # noqa: E402
+from vld_plugin.distributed import init_distributed, shutdown_distributed  # noqa: E402
 from vld_plugin.engine import PairedModalityEngine  # noqa: E402
 from vld_plugin.optim import build_optimizer  # noqa: E402
 
@@ -30,6 +30,7 @@ def main(out_path, save_dir):
     if rank == 0:
         torch.save({"model": model.state_dict(), "feats": feats, "pids": torch.from_numpy(meta["pids"]),
                     "rank1": rank1, "world": world}, out_path)
+    shutdown_distributed()
 
 
 if __name__ == "__main__":

@@ -20,6 +20,13 @@ def init_distributed():
     return rank_and_world()
 
 
+def shutdown_distributed():
+    """Leave the process group so that the rank exits cleanly (an open gloo group can abort the
+    process at interpreter exit); no-op without one."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def rank_and_world():
     """``(rank, world_size)`` of this process; ``(0, 1)`` outside a process group."""
     if dist.is_available() and dist.is_initialized():

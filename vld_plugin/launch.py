@@ -96,12 +96,20 @@ def build_datamanager(cfg, rank=0, world_size=1):
 
 def run(cfg):
     """Build data, model and engine from ``cfg``, then train (resuming if asked) or evaluate."""
+    from .distributed import init_distributed, shutdown_distributed
+
+    rank, world_size = init_distributed()
+    try:
+        return _run(cfg, rank, world_size)
+    finally:
+        shutdown_distributed()
+
+
+def _run(cfg, rank, world_size):
     from .checkpoint import load_weights
-    from .distributed import init_distributed
     from .engine import build_engine
     from .models import build_model_from_config
 
-    rank, world_size = init_distributed()
     datamanager = build_datamanager(cfg, rank, world_size)
     model = build_model_from_config(cfg, datamanager.num_train_pids)
     if cfg.model.load_weights:
