@@ -2,7 +2,6 @@
 import os
 import re
 
-import pytest
 
 from vld_plugin.data.synthetic import generate_vcm
 
