@@ -68,3 +68,44 @@ def test_unknown_model_name_suggests_the_closest(root, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert err == ["error: model.name 'resnet5' is neither a VLD model nor a torchreid model; did you mean 'resnet50'?"]
+
+
+def test_bad_checkpoint_exits_1_with_one_line(root, tmp_path, capsys):
+    bad = tmp_path / "broken.pth"
+    bad.write_bytes(b"not a checkpoint")
+    code = main(["--config-file", DEMO, "--eval-only", "data.root", root, "data.save_dir", str(tmp_path / "r"),
+                 "model.load_weights", str(bad)] + TINY)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1
+    assert len(err) == 1 and err[0].startswith(f"error: cannot load checkpoint {bad}")
+
+
+def test_torchreid_model_name_builds_a_frame_model():
+    from vld_plugin.compat import models
+    from vld_plugin.models import build_model_from_config
+
+    cfg = load_config(DEMO, ["model.name", "osnet_x0_25", "model.pretrained", "none"])
+    model = build_model_from_config(cfg, num_classes=7)
+    assert type(model) is type(models.build_model("osnet_x0_25", 7, pretrained=False))
+    assert model.classifier.out_features == 7
+
+
+def test_ensure_synthetic_generates_only_when_missing(tmp_path, monkeypatch):
+    from vld_plugin.config import ConfigError
+    from vld_plugin.data import synthetic
+
+    calls = []
+
+    def fake_generate(target, seed):
+        calls.append((target, seed))
+        os.makedirs(os.path.join(target, "info"))
+        open(os.path.join(target, "info", "query_IDX.txt"), "w").close()
+
+    folder, marker, _ = synthetic.SYNTHETIC["hitsz_vcm"]
+    monkeypatch.setitem(synthetic.SYNTHETIC, "hitsz_vcm", (folder, marker, fake_generate))
+    target = synthetic.ensure_synthetic("hitsz_vcm", str(tmp_path), seed=5)
+    assert target == os.path.join(str(tmp_path), "HITSZ-VCM") and calls == [(target, 5)]
+    synthetic.ensure_synthetic("hitsz_vcm", str(tmp_path), seed=5)  # complete copy: not generated again
+    assert len(calls) == 1
+    with pytest.raises(ConfigError, match="can generate"):
+        synthetic.ensure_synthetic("market1501", str(tmp_path))

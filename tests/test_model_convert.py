@@ -6,8 +6,9 @@ import torch
 
 from vld_plugin.models import (
     TINY_OPTIONS, convert_official_state_dict, create_model, download_official_checkpoint,
-    load_official_checkpoint, to_official_state_dict,
+    to_official_state_dict,
 )
+from vld_plugin.checkpoint import load_weights
 from vld_plugin.models import convert
 
 
@@ -43,7 +44,7 @@ def test_official_names_round_trip_to_identical_outputs(tmp_path):
     x = torch.randn(2, 4, 3, *TINY_OPTIONS["image_size"])
     with torch.no_grad():
         assert not torch.allclose(src.eval()(x), dst.eval()(x))
-        load_official_checkpoint(dst, str(path))  # strict: no missing or unexpected keys
+        load_weights(dst, str(path))  # the CLI's loader; strict: no missing or unexpected keys
         torch.testing.assert_close(dst.eval()(x), src.eval()(x), rtol=0, atol=0)
         a, b = src.train()(x), dst.train()(x)
     for k in a:

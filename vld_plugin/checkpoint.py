@@ -101,7 +101,7 @@ def read_weights(path):
         state = state["model"]
     elif isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
-    if any(k.startswith("image_encoder.") for k in state):
+    if any(k.startswith(("image_encoder.", "module.image_encoder.")) for k in state):
         from .models import convert_official_state_dict
 
         state = convert_official_state_dict(state)

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import torch
 
-from .config import engine_run_kwargs, load_config, videodata_kwargs
+from .config import engine_run_kwargs, load_config
 
 
 def parse_args(argv=None):
@@ -91,7 +91,7 @@ def build_datamanager(cfg, rank=0, world_size=1):
 
         for name in dict.fromkeys(list(cfg.data.sources) + list(cfg.data.targets)):
             ensure_synthetic(name, cfg.data.root, seed=cfg.train.seed)
-    return VLDDataManager(**videodata_kwargs(cfg), num_replicas=world_size, rank=rank)
+    return VLDDataManager.from_config(cfg, num_replicas=world_size, rank=rank)
 
 
 def run(cfg):

@@ -95,15 +95,9 @@ class VLDDataManager(compat.import_module("data.datamanager").VideoDataManager):
 
     @classmethod
     def from_config(cls, cfg, **overrides):
-        """Build from the plugin config (``videodata_kwargs`` plus the data/sampler/video extras)."""
+        """Build from the plugin config (``videodata_kwargs(cfg)``), with keyword ``overrides``."""
         from ..config import videodata_kwargs
-        kwargs = videodata_kwargs(cfg)
-        kwargs.update(num_cams=cfg.sampler.num_cams, test_sample_method=cfg.video.test_sample_method,
-                      iters_per_epoch=cfg.train.iters_per_epoch, seed=cfg.train.seed,
-                      consistent_geometry=cfg.video.consistent_geometry, min_seq_len=cfg.data.min_seq_len,
-                      bupt_auxiliary=cfg.data.bupt_auxiliary, bupt_trimmed_test=cfg.data.bupt_trimmed_test)
-        kwargs.update(overrides)
-        return cls(**kwargs)
+        return cls(**{**videodata_kwargs(cfg), **overrides})
 
     def _build(self, name, root, combineall, split_id, seq_len, sample_method, options, verbose):
         factory = compat.video_dataset_factory()

@@ -15,7 +15,6 @@ Unused in their forward and dropped (``UNUSED_PREFIXES``): ``ln_post2.*``, ``log
 """
 import os
 
-import torch
 
 # (their prefix, our prefix); exact names are listed with no trailing dot
 NAME_MAP = (
@@ -110,11 +109,3 @@ def download_official_checkpoint(dataset, cache_dir=None):
     os.replace(path + ".part", path)
     return path
 
-
-def load_official_checkpoint(model, path):
-    """Load an official VLD checkpoint file into ``model`` (strict); returns ``model``."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    model.load_state_dict(convert_official_state_dict(state))
-    return model
