@@ -1,20 +1,24 @@
-"""Cost of VLD over the CLIP baseline (paper Table X): parameters, MACs per frame, and the
-measured forward+backward time ratio vld / clip_tap, in one run.
+"""Cost of VLD over the CLIP baseline (paper Table X): parameters, MACs per frame, FLOPs of a
+training step and the measured forward+backward time ratio vld / clip_tap, in one run.
 
     python benchmarks/bench_model.py                 # full ViT-B/16 at 288x144, CPU or CUDA
     python benchmarks/bench_model.py --tiny          # smoke run of the tiny architecture (prints only)
 
-MACs are counted on one tracklet's eval forward (T frames), divided by T:
-- ``torch.utils.flop_counter``: all matmuls/convolutions incl. attention scores, FLOPs / 2;
-- paper-style: the same minus the attention score/value products (``scaled_dot_product``
-  ops), which the counter behind the paper's 13.96G / 14.08G leaves out.
+Counts are exact and the same on any machine (``torch.utils.flop_counter``):
+- MACs per frame, on one tracklet's eval forward (T frames) divided by T, for the architecture
+  as Table X counts it (every token through every block; ``prune_last_block`` off):
+  counter = all matmuls/convolutions incl. attention scores, FLOPs / 2; paper-style = the same
+  minus the attention score/value products, which the counter behind the paper's
+  13.96G / 14.08G leaves out. "executed" = what our forward runs (last block pruned).
+- FLOPs of one training step (forward + backward) at the paper's batch of 32 tracklets, counted
+  on meta tensors (nothing is computed).
 Timing: training-mode forward + backward of a batch of B tracklets (bf16 autocast on CUDA).
-The IMLP text encoder runs once per step over all identities, whatever B is: the baseline with
-IMLP is timed too, giving the STP overhead (vld / clip_tap+IMLP, the paper's Table IV "TAP" row)
-and the text cost per step, from which vld / clip_tap is projected to the paper's batch of 32.
+The IMLP text encoder runs once per step over all identities, whatever B is, so the baseline
+with IMLP is counted and timed too: vld / (clip_tap + IMLP) is the overhead of STP alone.
 Results go to ``benchmarks/results/bench_model_<device>.json`` with the machine described.
 """
 import argparse
+import copy
 import json
 import os
 import platform
@@ -22,6 +26,7 @@ import sys
 import time
 
 import torch
+from tabulate import tabulate
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -39,16 +44,47 @@ def machine(device):
     return info
 
 
-def count_macs(model, x):
-    """(flop_counter MACs, paper-style MACs) of an eval forward, per frame."""
+def count_macs(model, frames):
+    """(flop_counter MACs, paper-style MACs) per frame of an eval forward of one tracklet (on CPU:
+    on meta tensors the attention products are not reported as ``scaled_dot_product`` ops)."""
+    x = torch.zeros(1, *frames)
     model.eval()
     with FlopCounterMode(display=False) as counter:
         model(x)  # grad enabled on purpose: MHA's fused inference path is invisible to the counter
     per_op = counter.get_flop_counts()["Global"]
     total = sum(per_op.values())
     attention = sum(v for op, v in per_op.items() if "scaled_dot_product" in str(op))
-    frames = x.shape[0] * x.shape[1]
-    return total / 2 / frames, (total - attention) / 2 / frames
+    return total / 2 / frames[0], (total - attention) / 2 / frames[0]
+
+
+def count_step_flops(model, batch, frames):
+    """FLOPs of one training step (forward + backward) on ``batch`` tracklets."""
+    x = torch.zeros(batch, *frames, device="meta")
+    model.train()
+    with FlopCounterMode(display=False) as counter:
+        out = model(x)
+        sum(v.float().mean() for v in out.values()).backward()
+    return counter.get_total_flops()
+
+
+def counts(model, frames):
+    """Table X counts and the training-step FLOPs of a CPU ``model`` (the step on a meta copy)."""
+    model.prune_last_block = False
+    macs_counter, macs_paper = count_macs(model, frames)
+    model.prune_last_block = True
+    macs_executed, _ = count_macs(model, frames)
+    visual = sum(p.numel() for p in model.visual.parameters())
+    stp = (model.hub.numel() if model.hub is not None else 0) + (
+        sum(p.numel() for p in model.sta.parameters()) if model.sta is not None else 0)
+    return {
+        "params_visual_encoder_M": visual / 1e6,
+        "params_visual_plus_stp_M": (visual + stp) / 1e6,
+        "params_trainable_M": sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6,
+        "macs_per_frame_G_flop_counter": macs_counter / 1e9,
+        "macs_per_frame_G_paper_style": macs_paper / 1e9,
+        "macs_per_frame_G_executed": macs_executed / 1e9,
+        f"train_step_TFLOP_batch{PAPER_BATCH}": count_step_flops(copy.deepcopy(model).to("meta"), PAPER_BATCH, frames) / 1e12,
+    }
 
 
 def step_times(fns, steps, device):
@@ -94,58 +130,44 @@ def main():
     options = dict(TINY_OPTIONS, seq_len=6) if args.tiny else {}
     height, width = options.get("image_size", (288, 144))
 
-    torch.manual_seed(0)
-    models = {name: create_model(args.num_classes, None, **options, **switches).to(device)
-              for name, switches in (("clip_tap", dict(imlp=False, sth=False, sta=False)),
-                                     ("clip_tap_imlp", dict(sth=False, sta=False)), ("vld", {}))}
-    one = torch.randn(1, 6, 3, height, width, device=device)
-    x = torch.randn(batch, 6, 3, height, width, device=device)
+    frames = (6, 3, height, width)
     report = {"machine": machine(device), "device": str(device), "input": f"{height}x{width}",
-              "seq_len": 6, "batch_tracklets": batch, "num_classes": args.num_classes,
+              "seq_len": 6, "batch_tracklets_timed": batch, "num_classes": args.num_classes,
               "amp_bf16": cuda, "tiny": args.tiny}
-    for name, model in models.items():
-        macs_counter, macs_paper = count_macs(model, one)
-        visual = sum(p.numel() for p in model.visual.parameters())
-        stp = sum(p.numel() for p in ([model.hub] if model.hub is not None else [])) + (
-            sum(p.numel() for p in model.sta.parameters()) if model.sta is not None else 0)
-        model.train()
-        report[name] = {
-            "params_visual_encoder_M": visual / 1e6,
-            "params_visual_plus_stp_M": (visual + stp) / 1e6,
-            "params_trainable_M": sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6,
-            "macs_per_frame_G_flop_counter": macs_counter / 1e9,
-            "macs_per_frame_G_paper_style": macs_paper / 1e9,
-        }
+    models = {}
+    for name, switches in (("clip_tap", dict(imlp=False, sth=False, sta=False)),
+                           ("clip_tap_imlp", dict(sth=False, sta=False)), ("vld", {})):
+        torch.manual_seed(0)
+        model = create_model(args.num_classes, None, **options, **switches)
+        report[name] = counts(model, frames)
+        models[name] = model.to(device).train()
+    x = torch.randn(batch, *frames, device=device)
     times = step_times({name: train_step(model, x, cuda) for name, model in models.items()}, steps, device)
     for name in models:
         report[name]["train_step_s"] = times[name]
-    vld, imlp, tap = times["vld"], times["clip_tap_imlp"], times["clip_tap"]
-    text_s = imlp - tap  # the per-step IMLP text cost, independent of the batch
-    scale = PAPER_BATCH / batch
-    report["text_encoder_step_s"] = text_s
-    report["time_ratio_vld_over_clip_tap_measured"] = vld / tap
-    report["time_ratio_stp_overhead_vld_over_clip_tap_imlp"] = vld / imlp
-    # a negative text cost means the timings are noise (e.g. a shared CPU): no projection then
-    report["time_ratio_vld_over_clip_tap_projected_batch32"] = (
-        ((vld - text_s) * scale + text_s) / (tap * scale) if text_s > 0 else None)
+    flops = {name: report[name][f"train_step_TFLOP_batch{PAPER_BATCH}"] for name in models}
+    report[f"flop_ratio_vld_over_clip_tap_batch{PAPER_BATCH}"] = flops["vld"] / flops["clip_tap"]
+    report[f"flop_ratio_stp_vld_over_clip_tap_imlp_batch{PAPER_BATCH}"] = flops["vld"] / flops["clip_tap_imlp"]
+    report["time_ratio_vld_over_clip_tap"] = times["vld"] / times["clip_tap"]
+    report["time_ratio_stp_vld_over_clip_tap_imlp"] = times["vld"] / times["clip_tap_imlp"]
 
     path = os.path.join(args.out, f"bench_model_{device.type}.json")
     if not args.tiny:  # the tiny smoke run only prints
         os.makedirs(args.out, exist_ok=True)
         with open(path, "w") as f:
             json.dump(report, f, indent=2)
-    print(f"{'':13s} {'visual M':>9s} {'+STP M':>8s} {'MACs/frame G (counter)':>23s} "
-          f"{'(paper-style)':>14s} {'train step s':>13s}")
-    for name in models:
-        r = report[name]
-        print(f"{name:13s} {r['params_visual_encoder_M']:9.2f} {r['params_visual_plus_stp_M']:8.2f} "
-              f"{r['macs_per_frame_G_flop_counter']:23.3f} {r['macs_per_frame_G_paper_style']:14.3f} "
-              f"{r['train_step_s']:13.3f}")
-    print(f"batch {batch} tracklets x 6 frames on {device}: vld/clip_tap time = "
-          f"{report['time_ratio_vld_over_clip_tap_measured']:.3f}; STP overhead vld/(clip_tap+IMLP) = "
-          f"{report['time_ratio_stp_overhead_vld_over_clip_tap_imlp']:.3f}; IMLP text {text_s:.3f}s/step; "
-          f"vld/clip_tap projected to batch {PAPER_BATCH}: "
-          f"{report['time_ratio_vld_over_clip_tap_projected_batch32']}")
+    columns = ("params_visual_encoder_M", "params_visual_plus_stp_M", "macs_per_frame_G_paper_style",
+               "macs_per_frame_G_flop_counter", "macs_per_frame_G_executed",
+               f"train_step_TFLOP_batch{PAPER_BATCH}", "train_step_s")
+    table = [[name] + [report[name][c] for c in columns] for name in models]
+    print(tabulate(table, floatfmt=".3f", headers=[
+        "", "visual M", "+STP M", "MACs/frame G\n(paper-style)", "MACs/frame G\n(counter)",
+        "MACs/frame G\n(executed)", f"train step TFLOP\n(batch {PAPER_BATCH})", f"train step s\n(batch {batch})"]))
+    print(f"FLOPs per training step, batch {PAPER_BATCH}: vld / clip_tap = "
+          f"{report[f'flop_ratio_vld_over_clip_tap_batch{PAPER_BATCH}']:.4f}; STP alone, vld / (clip_tap + IMLP) = "
+          f"{report[f'flop_ratio_stp_vld_over_clip_tap_imlp_batch{PAPER_BATCH}']:.4f}")
+    print(f"measured time, batch {batch} on {device}: vld / clip_tap = {report['time_ratio_vld_over_clip_tap']:.4f}; "
+          f"STP alone = {report['time_ratio_stp_vld_over_clip_tap_imlp']:.4f}")
     if not args.tiny:
         print(f"written {path}")
 

@@ -104,8 +104,8 @@ def test_transpose_hubs_swaps_hub_j_of_frame_i_with_hub_i_of_frame_j():
 
 
 def _frame_cls(model, x):
-    tokens, _ = model._encode(x.flatten(0, 1))
-    return tokens[:, 0].view(x.shape[0], T, -1)
+    cls, _, _ = model._encode(x.flatten(0, 1))
+    return cls.view(x.shape[0], T, -1)
 
 
 def test_hubs_mix_frames_within_a_tracklet_only():
@@ -258,3 +258,45 @@ def test_torchreid_build_model_gives_the_full_size_paper_model():
     baseline = tr_models.build_model("clip_tap", num_classes=500, pretrained=False)
     assert baseline.hub is None and baseline.sta is None and baseline.prompt_learner is None
     assert baseline.feature_dim == 768
+
+
+@pytest.mark.parametrize("switches", [{}, dict(imlp=False, sth=False, sta=False)], ids=["vld", "clip_tap"])
+def test_pruned_last_block_gives_the_same_outputs_and_gradients(switches):
+    model = tiny(**switches).double().train()  # float64: only reordered sums may differ
+    x = clips().double()
+    results = []
+    for prune in (False, True):
+        model.prune_last_block = prune
+        model.zero_grad()
+        out = model(x)
+        sum(v.sum() for v in out.values()).backward()
+        with torch.no_grad():
+            feat = model.eval()(x)
+        model.train()
+        results.append((out, feat, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+    (o1, f1, g1), (o2, f2, g2) = results
+    assert o1.keys() == o2.keys() and g1.keys() == g2.keys()
+    for k in o1:
+        torch.testing.assert_close(o1[k], o2[k], atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(f1, f2, atol=1e-10, rtol=1e-10)
+    for k in g1:
+        torch.testing.assert_close(g1[k], g2[k], atol=1e-10, rtol=1e-8)
+
+
+@pytest.mark.parametrize("switches", [{}, dict(imlp=False, sth=False, sta=False)], ids=["vld", "clip_tap"])
+def test_pruned_last_block_skips_the_unread_tokens(switches):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = tiny(**switches).train()
+    flops = []
+    for prune in (False, True):
+        model.prune_last_block = prune
+        with FlopCounterMode(display=False) as counter:
+            model(clips())
+        flops.append(counter.get_total_flops())
+    n_hub = T if "sth" not in switches else 0
+    length = 1 + (H // 16) * (W // 16) + n_hub  # CLS + patches + hubs
+    dropped = length - (1 + n_hub)  # all patch tokens leave the last block unread
+    # per dropped token: q and out projections (2 D^2), MLP (8 D^2), its score and value rows (2 L D)
+    expected = 2 * (2 * T) * dropped * (10 * WIDTH ** 2 + 2 * length * WIDTH)
+    assert flops[0] - flops[1] == expected

@@ -7,6 +7,9 @@ The prefix and suffix embeddings are fixed buffers computed once from CLIP's tok
 import open_clip
 import torch
 import torch.nn as nn
+from torch.utils.checkpoint import checkpoint
+
+from .last_block import block_at_ends
 
 # paper Table VII; {} is replaced by the M learnable tokens
 TEMPLATES = {
@@ -75,11 +78,21 @@ class FrozenTextEncoder(nn.Module):
         self.register_buffer("attn_mask", clip.attn_mask.clone(), persistent=False)
         self.requires_grad_(False)
 
-    def forward(self, prompts, eot_index):
-        """Text features (N, embed_dim) of prompt embeddings (N, L, width) read at ``eot_index``."""
+    def forward(self, prompts):
+        """Text features (N, embed_dim) of prompt embeddings (N, L, width) that end at EOT.
+
+        Only the EOT output is read, so the last block computes that token alone.
+        """
         self.requires_grad_(False)
         n_tok = prompts.shape[1]
         x = prompts + self.positional_embedding[:n_tok].to(prompts.dtype)
-        x = self.transformer(x, attn_mask=self.attn_mask[:n_tok, :n_tok])
-        x = self.ln_final(x[:, eot_index])
-        return x @ self.text_projection
+        mask = self.attn_mask[:n_tok, :n_tok]
+        blocks = self.transformer.resblocks
+        for block in blocks[:-1]:
+            if self.transformer.grad_checkpointing and torch.is_grad_enabled():
+                x = checkpoint(block, x, None, None, mask, use_reentrant=False)
+            else:
+                x = block(x, attn_mask=mask)
+        # the EOT token is the last one: its causal-mask row masks nothing
+        x = block_at_ends(blocks[-1], x, head=0, tail=1)
+        return self.ln_final(x[:, 0]) @ self.text_projection
