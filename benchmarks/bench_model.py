@@ -57,13 +57,17 @@ def count_macs(model, frames):
     return total / 2 / frames[0], (total - attention) / 2 / frames[0]
 
 
+def step_loss(out):
+    """A scalar that depends on every training output (what the timed and counted steps backprop)."""
+    return sum(v.float().mean() for v in out.values())
+
+
 def count_step_flops(model, batch, frames):
     """FLOPs of one training step (forward + backward) on ``batch`` tracklets."""
     x = torch.zeros(batch, *frames, device="meta")
     model.train()
     with FlopCounterMode(display=False) as counter:
-        out = model(x)
-        sum(v.float().mean() for v in out.values()).backward()
+        step_loss(model(x)).backward()
     return counter.get_total_flops()
 
 
@@ -107,8 +111,7 @@ def step_times(fns, steps, device):
 def train_step(model, x, amp):
     def run():
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
-            out = model(x)
-            loss = sum(v.float().mean() for k, v in out.items())
+            loss = step_loss(model(x))
         loss.backward()
         model.zero_grad(set_to_none=True)
     return run
