@@ -13,26 +13,84 @@ POINTS = torch.tensor([[0.0], [1.0], [3.0], [6.0]])
 LABELS = torch.tensor([0, 0, 1, 1])
 
 
-def _wrt_by_hand():
-    # anchor: (positive distances incl. itself, negative distances)
+def _wrt_by_hand(exact):
+    # anchor: (positive distances incl. itself, negative distances); the released weights add
+    # 1e-6 to each normaliser and shift negatives by 0 (= no shift for exp(-d))
+    eps = 0.0 if exact else 1e-6
     rows = [([0, 1], [3, 6]), ([1, 0], [2, 5]), ([0, 3], [3, 2]), ([0, 3], [6, 5])]
     total = 0.0
     for pos, neg in rows:
-        zp = sum(math.exp(d) for d in pos)
-        p = sum(d * math.exp(d) / zp for d in pos)
-        zn = sum(math.exp(-d) for d in neg)
+        top = max(pos)
+        zp = sum(math.exp(d - top) for d in pos) + eps
+        p = sum(d * math.exp(d - top) / zp for d in pos)
+        zn = sum(math.exp(-d) for d in neg) + eps
         n = sum(d * math.exp(-d) / zn for d in neg)
         total += math.log(1 + math.exp(p - n))
     return total / 4
 
 
 def test_wrt_matches_hand_computation():
-    loss = WeightedRegularizedTriplet()(POINTS, LABELS)
-    # anchor 0 alone: p = e/(1+e), n = (3 + 6e^-3)/(1 + e^-3)
-    p0, n0 = E / (1 + E), (3 + 6 * E**-3) / (1 + E**-3)
-    pair = WeightedRegularizedTriplet()(POINTS[[0, 1, 2, 3]], LABELS)
-    assert pair.item() != pytest.approx(math.log(1 + math.exp(p0 - n0)), abs=1e-3)  # other anchors count
-    assert loss.item() == pytest.approx(_wrt_by_hand(), abs=1e-5)
+    x64 = POINTS.double()
+    for exact in (False, True):
+        loss = WeightedRegularizedTriplet(exact_softmax=exact)(x64, LABELS)
+        assert loss.item() == pytest.approx(_wrt_by_hand(exact), rel=1e-6)
+    # the two weightings differ here by the 1e-6 of the normaliser only
+    released, exact = WeightedRegularizedTriplet()(x64, LABELS), WeightedRegularizedTriplet(True)(x64, LABELS)
+    assert 0 < abs(released - exact).item() < 1e-4
+
+
+def _released_wrt(features, targets):
+    """WRT as the official notes describe the released code (float32, per-row loops)."""
+    x = features.float()
+    sq = (x * x).sum(1)
+    dist = (sq[:, None] + sq[None, :] - 2 * x @ x.t()).clamp(min=1e-12).sqrt()
+    losses = []
+    for i in range(len(x)):
+        pos = (targets == targets[i]).float()
+        neg = 1.0 - pos
+        sums = []
+        for mask, sign in ((pos, 1.0), (neg, -1.0)):
+            row = sign * dist[i] * mask  # masked-out entries are 0 and take part in the max
+            e = torch.exp(row - row.max()) * mask
+            sums.append((dist[i] * mask * e / (e.sum() + 1e-6)).sum())
+        losses.append(torch.log1p(torch.exp(-(sums[1] - sums[0]))))  # soft margin on (n - p)
+    return torch.stack(losses).mean()
+
+
+def _clustered(scale, seed, spread=0.1):
+    """16 features of 4 identities: identity centres plus ``spread`` noise, times ``scale``."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(4).repeat_interleave(4)
+    centres = torch.randn(4, 8, generator=g)
+    return scale * (centres[labels] + spread * torch.randn(16, 8, generator=g)), labels
+
+
+@pytest.mark.parametrize("scale", [0.05, 0.3, 1.0, 3.0, 10.0, 30.0])
+def test_wrt_default_equals_released_value_and_gradient(scale):
+    feats, labels = _clustered(scale, seed=int(scale * 100), spread=0.3)
+    ours_x = feats.clone().requires_grad_(True)
+    ref_x = feats.clone().requires_grad_(True)
+    ours, ref = WeightedRegularizedTriplet()(ours_x, labels), _released_wrt(ref_x, labels)
+    ours.backward()
+    ref.backward()
+    assert ours.item() == pytest.approx(ref.item(), rel=1e-5)
+    assert torch.allclose(ours_x.grad, ref_x.grad, rtol=1e-4, atol=1e-4 * ref_x.grad.abs().max().item())
+
+
+def test_wrt_released_negative_term_vanishes_at_clip_scale():
+    small, labels = _clustered(0.05, seed=3)
+    large, _ = _clustered(30.0, seed=3)  # negative distances ~ 100, positive ones ~ 10
+    released, exact = WeightedRegularizedTriplet(), WeightedRegularizedTriplet(exact_softmax=True)
+    # small features: the two weightings agree
+    assert released(small, labels).item() == pytest.approx(exact(small, labels).item(), rel=1e-5)
+    # large features: the released loss is softplus(weighted positive distance) alone, the exact
+    # one is ~0 because every negative is much further than every positive
+    dist = torch.cdist(large, large)
+    same = labels[:, None] == labels[None, :]
+    assert dist[~same].min() > 30 and dist[same].max() < 20
+    p = (dist * torch.softmax(dist.masked_fill(~same, -1e9), 1)).sum(1)
+    assert released(large, labels).item() == pytest.approx(torch.nn.functional.softplus(p).mean().item(), rel=1e-4)
+    assert released(large, labels).item() > 5 and exact(large, labels).item() < 1e-6
 
 
 def test_wrt_gradient_finite_and_pulls_positives():
@@ -108,3 +166,7 @@ def test_build_loss_reads_config():
     cfg.loss.vld.lambda2 = 0.7
     loss = build_loss(cfg)
     assert dict((n, w) for n, _, _, w in loss.terms)["ce_sta"] == 0.7
+    wrts = [fn for name, _, fn, _ in loss.terms if name.startswith("wrt")]
+    assert len(wrts) == 4 and not any(w.exact_softmax for w in wrts)  # released weights by default
+    cfg.loss.wrt.exact_softmax = True
+    assert all(fn.exact_softmax for name, _, fn, _ in build_loss(cfg).terms if name.startswith("wrt"))

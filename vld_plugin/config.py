@@ -70,11 +70,13 @@ def get_default_config():
     cfg.train.lr_mult = 25.0  # prompt learner, biases, classifiers and BNNecks
     cfg.train.lr_scheduler = "warmup_cosine"
     cfg.train.warmup_epochs = 3
-    cfg.train.warmup_factor = 0.01
-    cfg.train.min_lr_factor = 0.01
+    cfg.train.warmup_factor = 0.01  # warm-up start = lr x this, the same absolute value for every group
+    cfg.train.min_lr_factor = 0.01  # cosine floor = lr x this, likewise
+    cfg.train.per_group_lr_floor = False  # True: warm-up start and floor scaled by each group's own lr
     cfg.train.stepsize = [20]
     cfg.train.gamma = 0.1
-    cfg.train.amp = "auto"  # auto (bf16 if supported, else fp16 + scaler), bf16, fp16, off
+    cfg.train.amp = "auto"  # auto (bf16 if supported, else fp16 + scaler), bf16, fp16 (the released code's), off
+    cfg.train.deterministic = True  # on GPU: deterministic cuDNN (benchmark off), as the released code
     cfg.train.grad_clip = 0.0  # max gradient norm; 0 = off
     cfg.train.print_freq = 20
     cfg.train.seed = 1
@@ -92,6 +94,8 @@ def get_default_config():
     cfg.loss.name = "vld"
     cfg.loss.softmax = CN()
     cfg.loss.softmax.label_smooth = False
+    cfg.loss.wrt = CN()
+    cfg.loss.wrt.exact_softmax = False  # False: the released code's weights (see losses.WeightedRegularizedTriplet)
     cfg.loss.vld = CN()
     cfg.loss.vld.lambda1 = 0.08  # v2t (text logits) cross-entropy
     cfg.loss.vld.lambda2 = 0.4  # STA cross-entropy
@@ -263,6 +267,8 @@ def lr_scheduler_kwargs(cfg):
         warmup_epochs=cfg.train.warmup_epochs,
         warmup_factor=cfg.train.warmup_factor,
         min_lr_factor=cfg.train.min_lr_factor,
+        lr=cfg.train.lr,
+        per_group_floor=cfg.train.per_group_lr_floor,
     )
 
 

@@ -25,11 +25,14 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def set_seed(seed):
-    """Seed Python, NumPy and torch (all devices)."""
+def set_seed(seed, deterministic=True):
+    """Seed Python, NumPy and torch (all devices); ``deterministic`` makes cuDNN pick
+    deterministic algorithms (benchmark off), as the released code does."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+    torch.backends.cudnn.deterministic = bool(deterministic)
+    torch.backends.cudnn.benchmark = not deterministic
 
 
 def prepare_run(args):
@@ -42,7 +45,7 @@ def prepare_run(args):
     if args.visrank:
         opts += ["test.visrank", "True"]
     cfg = load_config(args.config_file, opts)
-    set_seed(cfg.train.seed)
+    set_seed(cfg.train.seed, cfg.train.deterministic)
     os.makedirs(cfg.data.save_dir, exist_ok=True)
     if int(os.environ.get("RANK", "0")) == 0:
         with open(os.path.join(cfg.data.save_dir, "config.yaml"), "w") as f:

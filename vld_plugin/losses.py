@@ -27,20 +27,48 @@ def _masked_softmax(x, mask):
     return torch.softmax(x, dim=1) * mask
 
 
+def _released_weights(x, mask):
+    """AGW's released weights: ``exp(x - max(x * mask)) * mask / (sum + 1e-6)`` per row.
+
+    The shift is the maximum over the whole row with masked-out entries counted as 0, so for
+    ``x = -d`` (negatives) it is 0 rather than the largest ``-d``.
+    """
+    mask = mask.to(x.dtype)
+    x = x * mask
+    shifted = torch.exp(x - x.max(dim=1, keepdim=True).values) * mask
+    return shifted / (shifted.sum(dim=1, keepdim=True) + 1e-6)
+
+
 class WeightedRegularizedTriplet(nn.Module):
     """AGW's weighted regularised triplet loss (Ye et al.), no margin to tune.
 
-    For each anchor i: ``p_i = sum_j softmax(d_ij over positives) d_ij`` (positives include i),
-    ``n_i = sum_k softmax(-d_ik over negatives) d_ik``; loss = mean_i log(1 + exp(p_i - n_i)).
+    For each anchor i: ``p_i = sum_j w_ij d_ij`` over positives (i included) with weights
+    growing as ``exp(d_ij)``, ``n_i = sum_k w_ik d_ik`` over negatives with weights growing as
+    ``exp(-d_ik)``; loss = mean_i log(1 + exp(p_i - n_i)).
+
+    By default the weights are computed as the released code computes them (AGW's
+    ``softmax_weights``): ``exp(x - shift) * mask / (sum + 1e-6)`` with the shift taken over
+    the whole masked row. For positives that is a softmax up to the 1e-6. For negatives the
+    shift is 0, so the weights are ``exp(-d) / (sum exp(-d) + 1e-6)``: once every negative
+    distance of an anchor exceeds about 14, ``sum exp(-d)`` falls far below 1e-6, the
+    weights and ``n_i`` collapse towards 0 and the term only pulls positives together
+    (``softplus(p_i)``). With unnormalised CLIP features (distances of tens to hundreds) the
+    published models were trained in that regime. ``exact_softmax=True`` uses the exact
+    masked softmax instead, which keeps pushing negatives apart at every feature scale.
+    The final ``log(1 + exp(.))`` is computed stably (softplus); the released soft-margin loss
+    overflows to inf in float32 once ``p_i - n_i`` exceeds about 88, and equals it below.
     """
+
+    def __init__(self, exact_softmax=False):
+        super().__init__()
+        self.exact_softmax = exact_softmax
 
     def forward(self, features, targets):
         dist = euclidean_distances(features.float())
         same = targets.view(-1, 1) == targets.view(1, -1)
-        w_pos = _masked_softmax(dist, same)
-        w_neg = _masked_softmax(-dist, ~same)
-        furthest_pos = (dist * w_pos).sum(1)
-        closest_neg = (dist * w_neg).sum(1)
+        weights = _masked_softmax if self.exact_softmax else _released_weights
+        furthest_pos = (dist * weights(dist, same)).sum(1)
+        closest_neg = (dist * weights(-dist, ~same)).sum(1)
         return F.softplus(furthest_pos - closest_neg).mean()
 
 
@@ -68,9 +96,9 @@ class VLDLoss(nn.Module):
     ``wrt_sta``) to its unweighted value (detached), for logging.
     """
 
-    def __init__(self, lambda1=0.08, lambda2=0.4, lambda3=1.0, label_smooth=False):
+    def __init__(self, lambda1=0.08, lambda2=0.4, lambda3=1.0, label_smooth=False, wrt_exact_softmax=False):
         super().__init__()
-        ce, wrt = CrossEntropyLoss(label_smooth), WeightedRegularizedTriplet()
+        ce, wrt = CrossEntropyLoss(label_smooth), WeightedRegularizedTriplet(wrt_exact_softmax)
         # (term name, output key, loss, weight)
         self.terms = [
             ("ce_cls", "logits_cls", ce, 1.0),
@@ -101,6 +129,8 @@ class VLDLoss(nn.Module):
 
 
 def build_loss(cfg):
-    """The VLD loss with the weights of ``cfg.loss.vld`` and ``cfg.loss.softmax.label_smooth``."""
+    """The VLD loss with the weights of ``cfg.loss.vld``, ``cfg.loss.softmax.label_smooth`` and
+    ``cfg.loss.wrt.exact_softmax``."""
     v = cfg.loss.vld
-    return VLDLoss(v.lambda1, v.lambda2, v.lambda3, label_smooth=cfg.loss.softmax.label_smooth)
+    return VLDLoss(v.lambda1, v.lambda2, v.lambda3, label_smooth=cfg.loss.softmax.label_smooth,
+                   wrt_exact_softmax=cfg.loss.wrt.exact_softmax)

@@ -1,10 +1,12 @@
 """The training recipe's optimizer and learning-rate schedule.
 
-AdamW with two parameter groups: the base learning rate, and ``lr * lr_mult`` for the prompt
-learner, classifiers, BNNecks and every bias (the authors' x25). Frozen parameters
-(``requires_grad=False``, e.g. the CLIP text encoder) are left out. The schedule is a linear
-warm-up from ``lr * warmup_factor`` followed by a cosine decay to ``lr * min_lr_factor``,
-stepped once per epoch.
+AdamW with two parameter groups: the base learning rate, and ``lr * lr_mult`` for every
+parameter whose name contains ``bias``, ``classifier`` (the BNNeck heads included) or
+``prompt_learner`` (the released code's x25 rule); weight decay on all of them. Frozen
+parameters (``requires_grad=False``, e.g. the CLIP text encoder) are left out. The schedule
+is a linear warm-up followed by a cosine decay, stepped once per epoch; as in the released
+code (timm's scheduler), the warm-up start and the cosine floor are one absolute value for
+every group (``lr * warmup_factor`` and ``lr * min_lr_factor``), unless ``per_group_floor``.
 """
 import math
 
@@ -13,7 +15,7 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from . import compat
 
-BOOSTED_NAME_PARTS = ("prompt_learner", "classifier", "bnneck")
+BOOSTED_NAME_PARTS = ("bias", "classifier", "prompt_learner")
 
 
 class OptimConfigError(ValueError):
@@ -21,8 +23,8 @@ class OptimConfigError(ValueError):
 
 
 def is_boosted(name):
-    """True for parameters trained at ``lr * lr_mult``: prompt learner, classifiers, BNNecks, biases."""
-    return name.endswith("bias") or any(part in name for part in BOOSTED_NAME_PARTS)
+    """True for parameters trained at ``lr * lr_mult``: names containing bias, classifier or prompt_learner."""
+    return any(part in name for part in BOOSTED_NAME_PARTS)
 
 
 def param_groups(model, lr, weight_decay, lr_mult):
@@ -56,42 +58,52 @@ def build_optimizer(model, optim="adamw", lr=2.5e-5, weight_decay=1e-4, lr_mult=
 
 
 class WarmupCosineLR(LRScheduler):
-    """Per-epoch schedule: epoch ``e`` trains at ``base_lr * factor(e)``.
+    """Per-epoch warm-up + cosine schedule; epoch ``e`` trains group g at ``lr_g(e)``.
 
-    ``factor(e) = warmup_factor + (1 - warmup_factor) * e / warmup_epochs`` for ``e < warmup_epochs``,
-    else ``min_lr_factor + (1 - min_lr_factor) * (1 + cos(pi * e / max_epoch)) / 2``
-    (timm's cosine with an un-shifted warm-up, as used by CLIP-ReID-style recipes).
+    With ``start_g`` the warm-up start and ``floor_g`` the cosine floor of group g (base lr
+    ``base_g``): ``lr_g(e) = start_g + (base_g - start_g) * e / warmup_epochs`` for
+    ``e < warmup_epochs``, else ``floor_g + (base_g - floor_g) * (1 + cos(pi * e / max_epoch)) / 2``
+    (timm's cosine, not shifted by the warm-up). By default ``start_g = lr * warmup_factor`` and
+    ``floor_g = lr * min_lr_factor`` for every group, with ``lr`` the recipe's base learning rate
+    (the smallest group lr when not given), as the released code; ``per_group_floor=True``
+    scales both by each group's own base lr instead.
     """
 
-    def __init__(self, optimizer, max_epoch, warmup_epochs=3, warmup_factor=0.01, min_lr_factor=0.01, last_epoch=-1):
+    def __init__(self, optimizer, max_epoch, warmup_epochs=3, warmup_factor=0.01, min_lr_factor=0.01,
+                 lr=None, per_group_floor=False, last_epoch=-1):
         if max_epoch <= 0 or warmup_epochs < 0:
             raise OptimConfigError(f"need train.max_epoch > 0 and train.warmup_epochs >= 0, got {max_epoch} and {warmup_epochs}")
         self.max_epoch = max_epoch
         self.warmup_epochs = warmup_epochs
         self.warmup_factor = warmup_factor
         self.min_lr_factor = min_lr_factor
+        self.lr = lr
+        self.per_group_floor = per_group_floor
         super().__init__(optimizer, last_epoch)
 
-    def factor(self, epoch):
-        """Multiplier of the base learning rate during ``epoch`` (0-based)."""
+    def group_lr(self, base, epoch):
+        """Learning rate during ``epoch`` (0-based) of a group whose base lr is ``base``."""
+        reference = base if self.per_group_floor else (self.lr if self.lr is not None else min(self.base_lrs))
         if epoch < self.warmup_epochs:
-            return self.warmup_factor + (1.0 - self.warmup_factor) * epoch / self.warmup_epochs
+            start = reference * self.warmup_factor
+            return start + (base - start) * epoch / self.warmup_epochs
+        floor = reference * self.min_lr_factor
         cosine = (1.0 + math.cos(math.pi * min(epoch, self.max_epoch) / self.max_epoch)) / 2.0
-        return self.min_lr_factor + (1.0 - self.min_lr_factor) * cosine
+        return floor + (base - floor) * cosine
 
     def get_lr(self):
-        f = self.factor(self.last_epoch)
-        return [base * f for base in self.base_lrs]
+        return [self.group_lr(base, self.last_epoch) for base in self.base_lrs]
 
 
 def build_lr_scheduler(optimizer, lr_scheduler="warmup_cosine", stepsize=(20,), gamma=0.1, max_epoch=24,
-                       warmup_epochs=3, warmup_factor=0.01, min_lr_factor=0.01):
+                       warmup_epochs=3, warmup_factor=0.01, min_lr_factor=0.01, lr=None, per_group_floor=False):
     """``warmup_cosine`` (the recipe) or one of torchreid's (single_step, multi_step, cosine).
 
     Keyword names follow ``config.lr_scheduler_kwargs``.
     """
     if lr_scheduler == "warmup_cosine":
-        return WarmupCosineLR(optimizer, max_epoch, warmup_epochs, warmup_factor, min_lr_factor)
+        return WarmupCosineLR(optimizer, max_epoch, warmup_epochs, warmup_factor, min_lr_factor, lr=lr,
+                              per_group_floor=per_group_floor)
     if lr_scheduler in ("single_step", "multi_step", "cosine"):
         step = stepsize[0] if lr_scheduler == "single_step" else list(stepsize)
         return compat.optim.build_lr_scheduler(optimizer, lr_scheduler=lr_scheduler, stepsize=step,
