@@ -28,7 +28,8 @@ def _world(num_replicas, rank):
 
 
 class _PairSampler(Sampler):
-    """Common machinery: epochs, seeds, ranks, eligibility warnings."""
+    """Common machinery: epochs, seeds, ranks, eligibility warnings; subclasses define
+    ``_global_batches(epoch)``, the epoch's batches of ``P * world_size`` identity groups."""
 
     def __init__(self, batch_size, group, iters_per_epoch, seed, num_replicas, rank):
         if batch_size % (2 * group) or batch_size < 2 * group:
@@ -50,19 +51,16 @@ class _PairSampler(Sampler):
                              f"({self.ids_per_batch} per batch x {self.num_replicas} ranks), the data has {len(self.pids)}")
 
     def set_epoch(self, epoch):
-        """Fix the epoch the next pass draws (otherwise each pass advances it by one)."""
+        """Fix the epoch the next iteration yields (otherwise each iteration advances it by one)."""
         self.epoch = int(epoch)
 
     def __len__(self):
         return self.iters_per_epoch * self.batch_size
 
     def __iter__(self):
-        rng = np.random.default_rng([self.seed, self.epoch])
-        self.epoch += 1
+        epoch, self.epoch = self.epoch, self.epoch + 1
         p = self.ids_per_batch
-        for _ in range(self.iters_per_epoch):
-            chosen = rng.choice(len(self.pids), p * self.num_replicas, replace=False)
-            groups = [self._draw(self.pids[i], rng) for i in chosen]  # every rank consumes the same draws
+        for groups in self._global_batches(epoch):  # every rank computes the same global batches
             for group in groups[self.rank * p:(self.rank + 1) * p]:
                 yield from group
 
@@ -93,6 +91,13 @@ class ModalityIdentitySampler(_PairSampler):
         eligible = set(self.pairs) | (set(self.visible) & set(self.infrared))
         self._check_ids(eligible, len(all_pids - eligible), "lacking a visible or an infrared tracklet")
 
+    def _global_batches(self, epoch):
+        """``iters_per_epoch`` global batches, each ``P * world_size`` groups drawn with replacement."""
+        rng = np.random.default_rng([self.seed, epoch])
+        for _ in range(self.iters_per_epoch):
+            chosen = rng.choice(len(self.pids), self.ids_per_batch * self.num_replicas, replace=False)
+            yield [self._draw(self.pids[i], rng) for i in chosen]
+
     def _draw(self, pid, rng):
         k = self.num_instances
         seeds = rng.integers(0, 2 ** 62, (k, 2))
@@ -110,10 +115,16 @@ class ModalityIdentitySampler(_PairSampler):
 
 
 class CameraModalitySampler(_PairSampler):
-    """BUPTCampus's sampler: P identities x ``num_cams`` cameras x 1 aligned pair.
+    """BUPTCampus's sampler (the dataset authors'): P identities x ``num_cams`` cameras x 1 aligned pair.
 
     Needs ``aligned_pairs``; identities with aligned pairs in fewer than ``num_cams`` cameras
-    are excluded (one warning with their count).
+    are excluded (one warning with their count). Works in passes without replacement: a pass
+    cuts each identity's pairs into groups of ``num_cams`` pairs from distinct random cameras
+    (each pair at most once), then each global batch takes ``P * world_size`` random
+    identities that still have a group and pops the first group of each, until fewer than
+    that many remain (leftover groups are dropped). Batches stream from pass to pass across
+    epochs: epoch ``e`` is batches ``e * iters_per_epoch`` onwards of the stream, pass ``k``
+    being drawn from seed (``seed``, ``k``).
     """
 
     def __init__(self, data_source, batch_size=32, num_cams=2, iters_per_epoch=200, seed=1,
@@ -129,17 +140,55 @@ class CameraModalitySampler(_PairSampler):
         all_pids = {item[1] for item in data_source}
         eligible = {pid for pid, cams in self.cams.items() if len(cams) >= num_cams}
         self._check_ids(eligible, len(all_pids - eligible), f"seen in fewer than {num_cams} cameras")
+        self._pass_lengths = []  # batches in passes 0, 1, ... (found by drawing them)
+        self._last_pass = (None, None)
 
-    def _draw(self, pid, rng):
-        cams = self.cams[pid]
-        keys = sorted(cams)
-        out = []
-        for c in rng.choice(len(keys), self.num_cams, replace=False):
-            pairs = cams[keys[c]]
-            v, i = pairs[int(rng.integers(0, len(pairs)))]
-            seed = int(rng.integers(0, 2 ** 62))
-            out += [(int(v), seed), (int(i), seed)]
-        return out
+    def _groups(self, pid, rng):
+        """One pass's groups of ``pid``, in creation order."""
+        unused = [[self.cams[pid][c][j] for j in rng.permutation(len(self.cams[pid][c]))]
+                  for c in sorted(self.cams[pid])]
+        groups = collections.deque()
+        while True:
+            available = [c for c, pairs in enumerate(unused) if pairs]
+            if len(available) < self.num_cams:
+                return groups
+            group = []
+            for c in rng.choice(available, self.num_cams, replace=False):
+                v, i = unused[c].pop()
+                seed = int(rng.integers(0, 2 ** 62))
+                group += [(int(v), seed), (int(i), seed)]
+            groups.append(group)
+
+    def _pass(self, k):
+        """The global batches of pass ``k``."""
+        if self._last_pass[0] == k:
+            return self._last_pass[1]
+        rng = np.random.default_rng([self.seed, k])
+        groups = {pid: self._groups(pid, rng) for pid in self.pids}
+        active, need, batches = list(self.pids), self.ids_per_batch * self.num_replicas, []
+        while len(active) >= need:
+            batches.append([groups[active[j]].popleft() for j in rng.choice(len(active), need, replace=False)])
+            active = [pid for pid in active if groups[pid]]
+        if k == len(self._pass_lengths):
+            self._pass_lengths.append(len(batches))
+        self._last_pass = (k, batches)
+        return batches
+
+    def _length(self, k):
+        """The number of global batches in pass ``k`` (drawing the passes not measured yet)."""
+        while len(self._pass_lengths) <= k:
+            self._pass(len(self._pass_lengths))
+        return self._pass_lengths[k]
+
+    def _global_batches(self, epoch):
+        start, k = epoch * self.iters_per_epoch, 0
+        while start >= self._length(k):
+            start, k = start - self._length(k), k + 1
+        left = self.iters_per_epoch
+        while left:
+            batches = self._pass(k)[start:start + left]
+            yield from batches
+            left, start, k = left - len(batches), 0, k + 1
 
 
 SAMPLERS = {"ModalityIdentitySampler": ModalityIdentitySampler, "CameraModalitySampler": CameraModalitySampler}
