@@ -98,9 +98,9 @@ class FakeDataManager:
     """Train loader of paired batches and test loaders with both cross-modal protocols."""
 
     def __init__(self, num_train=16, num_test=8, per_id=3, p=4, k=2, iters=4, seed=0, augment=True,
-                 rank=0, world=1, targets=("fake",)):
+                 rank=0, world=1, targets=("fake",), num_val=0):
         g = torch.Generator().manual_seed(seed)
-        signatures = torch.randn(num_train + num_test, DIM, generator=g)
+        signatures = torch.randn(num_train + num_test + num_val, DIM, generator=g)
         offsets = 3.0 * torch.randn(2, DIM, generator=g)
         train = [(pid, m, 0, k) for pid in range(num_train) for k in range(per_id) for m in (0, 1)]
         train_set = Tracklets(train, signatures, offsets, augment)
@@ -111,6 +111,12 @@ class FakeDataManager:
         gallery = Tracklets([(pid, 0, 2, 0) for pid in test_pids], signatures, offsets, False)
         self.test_loader = {t: {"query": DataLoader(query, batch_size=3), "gallery": DataLoader(gallery, batch_size=3)}
                             for t in targets}
+        self.val_loader = None
+        if num_val:  # held-out identities after the test ones: infrared query in camera 1, visible gallery in 2
+            val_pids = range(num_train + num_test, num_train + num_test + num_val)
+            self.val_loader = {
+                "query": DataLoader(Tracklets([(pid, 1, 1, 0) for pid in val_pids], signatures, offsets, False), batch_size=3),
+                "gallery": DataLoader(Tracklets([(pid, 0, 2, 0) for pid in val_pids], signatures, offsets, False), batch_size=3)}
         self.num_train_pids = num_train
         self.sources, self.targets = ["fake"], list(targets)
 

@@ -6,7 +6,7 @@ import pytest
 
 from vld_plugin.config import load_config
 from vld_plugin.data import CameraModalitySampler, VLDDataManager
-from vld_plugin.data.synthetic import generate_bupt
+from vld_plugin.data.synthetic import generate_bupt, generate_vcm
 from vld_plugin.modality import INFRARED, VISIBLE
 
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
@@ -17,7 +17,8 @@ def test_bupt_config_is_the_released_recipe():
     vcm = load_config(os.path.join(CONFIGS, "vld_vcm.yaml"))
     assert cfg.sampler.train_sampler == "CameraModalitySampler" and cfg.sampler.num_cams == 2
     assert cfg.train.batch_size == 32  # 8 identities x 2 cameras x 1 visible+infrared pair
-    assert (cfg.video.sample_method, cfg.video.test_sample_method) == ("sorted_random", "linspace")
+    assert cfg.video.sample_method == "sorted_random"
+    assert cfg.video.test_sample_method == ""  # each target's own: linspace for BUPTCampus
     assert cfg.data.bupt_trimmed_test is False
     assert cfg.train == vcm.train and cfg.model == vcm.model and cfg.loss == vcm.loss
     # a cross-dataset run keeps the recipe of its training set
@@ -51,3 +52,40 @@ def test_manager_from_bupt_config(bupt_root):
     pids, cams = batch["pid"].tolist(), batch["camid"].tolist()
     assert len(set(pids)) == 8 and all(len(set(pids[g:g + 4])) == 1 for g in range(0, 32, 4))
     assert all(cams[g] == cams[g + 1] != cams[g + 2] == cams[g + 3] for g in range(0, 32, 4))
+
+
+def test_cross_dataset_targets_keep_their_own_test_frames(bupt_root):
+    roots = os.path.dirname(bupt_root)  # holds BUPTCampus/ and, written here, HITSZ-VCM/
+    generate_vcm(os.path.join(roots, "HITSZ-VCM"), num_ids=24, seed=3, height=32, width=16)
+    shared = ["data.height", "32", "data.width", "16", "data.workers", "0", "train.iters_per_epoch", "1"]
+    for config, train_method in (("vld_bupt_to_vcm.yaml", "sorted_random"), ("vld_vcm_to_bupt.yaml", "restricted_random")):
+        cfg = load_config(os.path.join(CONFIGS, config), opts=["data.root", roots, "sampler.num_instances", "1",
+                                                                  "train.batch_size", "16", *shared])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            dm = VLDDataManager.from_config(cfg, verbose=False)
+        assert dm.train_loader.dataset.sample_method == train_method
+        methods = {name: dm.test_loader[name]["query"].dataset.sample_method for name in dm.test_loader}
+        assert methods == {"bupt_campus": "linspace", "hitsz_vcm": "first_of_chunk"}, config
+
+
+def test_validation_split_holds_identities_out_of_training(bupt_root):
+    cfg = load_config(os.path.join(CONFIGS, "vld_bupt.yaml"),
+                      opts=["data.root", bupt_root, "data.height", "32", "data.width", "16", "data.workers", "0",
+                            "train.iters_per_epoch", "2", "data.val_ids", "4"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        full = VLDDataManager.from_config(cfg, verbose=False, val_ids=0)
+        dm = VLDDataManager.from_config(cfg, verbose=False)
+    assert dm.num_train_pids == full.num_train_pids - 4
+    assert sorted({t[1] for t in dm.train_set}) == list(range(dm.num_train_pids))  # relabelled, contiguous
+    query, gallery = dm.val_loader["query"].dataset.items, dm.val_loader["gallery"].dataset.items
+    held = {t[0] for t in query}
+    assert len({t[1] for t in query}) == 4 and {t[1] for t in query} == {t[1] for t in gallery}
+    assert {t.modality for t in query} == {INFRARED} and {t.modality for t in gallery} == {VISIBLE}
+    assert not held & {t[0] for t in dm.train_set}  # no held-out tracklet is trained on
+    assert len(query) + len(gallery) + len(dm.train_set) == len(full.train_set)
+    assert dm.val_loader["query"].dataset.sample_method == "linspace"
+    # the aligned pairs still point at visible/infrared tracklets of one identity
+    batch = next(iter(dm.train_loader))
+    assert batch["modality"].tolist() == [VISIBLE, INFRARED] * 16 and max(batch["pid"].tolist()) < dm.num_train_pids

@@ -25,8 +25,11 @@ def test_two_process_ddp_matches_single_process(tmp_path):
     assert single_run.returncode == 0, single_run.stderr[-3000:]
     ddp, single = torch.load(tmp_path / "ddp.pth"), torch.load(tmp_path / "single.pth")
     assert ddp["world"] == 2 and single["world"] == 1
-    diffs = {k: (ddp["model"][k] - v).abs().max().item() for k, v in single["model"].items()}
-    assert max(diffs.values()) < 1e-5, diffs
+    # relative to each tensor's largest entry: float32 rounding of the gathered loss reaches ~1.5e-5
+    # after 6 steps; a gradient averaged wrongly across ranks would differ by ~1e-2
+    diffs = {k: ((ddp["model"][k] - v).abs().max() / v.abs().max().clamp_min(1e-6)).item()
+             for k, v in single["model"].items()}
+    assert max(diffs.values()) < 5e-5, diffs
     # gathered evaluation features: every gallery item once, in order
     assert torch.equal(ddp["pids"], single["pids"])
     assert torch.allclose(ddp["feats"], single["feats"], rtol=1e-4, atol=1e-5)

@@ -211,3 +211,59 @@ def test_run_accepts_the_config_run_kwargs(tmp_path):
     cfg.data.save_dir, cfg.train.max_epoch, cfg.test.eval_freq = str(tmp_path), 1, 2
     rank1 = make_engine(max_epoch=1).run(**engine_run_kwargs(cfg))
     assert rank1 == json.load(open(tmp_path / "results.json"))["fake"]["infrared-to-visible"]["rank1"]
+
+
+def test_validation_selects_best_epoch_and_reports_its_test_results(tmp_path, capsys):
+    from vld_plugin.checkpoint import load_weights
+    from vld_plugin.engine import BEST_NAME, SELECTED_KEY
+
+    engine = make_engine(max_epoch=6, iters=6, num_train=30, num_test=12, num_val=10)
+    engine.run(**run_kwargs(tmp_path, 6))
+    per_epoch = {e: json.load(open(tmp_path / f"results_epoch{e:03d}.json")) for e in (2, 4, 6)}
+    val_map = {e: (r["validation"]["infrared-to-visible"]["mAP"] + r["validation"]["visible-to-infrared"]["mAP"]) / 2
+               for e, r in per_epoch.items()}
+    best = max(val_map, key=lambda e: (val_map[e], -e))  # the first epoch reaching the best score
+    summary = json.load(open(tmp_path / "results.json"))
+    selected = summary[SELECTED_KEY]
+    assert selected["epoch"] == best and selected["val_mAP"] == pytest.approx(val_map[best])
+    assert selected["test"]["fake"] == per_epoch[best]["fake"] and summary["fake"] == per_epoch[6]["fake"]
+    assert selected["validation"] == per_epoch[best]["validation"]
+    # best.pth holds that epoch's weights: evaluating them gives its test results again
+    state = load_checkpoint(str(tmp_path / BEST_NAME))
+    assert state["epoch"] == best
+    fresh = make_engine(num_train=30, num_test=12, num_val=10, model_seed=5)
+    load_weights(fresh.model, str(tmp_path / BEST_NAME))
+    fresh.run(save_dir=str(tmp_path / "eval"), test_only=True)
+    again = json.load(open(tmp_path / "eval" / "results.json"))["fake"]
+    for protocol, metrics in per_epoch[best]["fake"].items():
+        assert again[protocol]["mAP"] == pytest.approx(metrics["mAP"], abs=1e-6)
+    out = capsys.readouterr().out
+    assert f"selected by validation: epoch {best}" in out and "validation after epoch 2" in out
+    # the resume checkpoint carries the selection
+    assert load_checkpoint(str(tmp_path / "checkpoint.pth"))["selection"]["epoch"] == best
+
+
+def test_no_validation_split_writes_no_selection(tmp_path):
+    from vld_plugin.engine import BEST_NAME, SELECTED_KEY
+
+    make_engine(max_epoch=2).run(**run_kwargs(tmp_path, 2))
+    assert SELECTED_KEY not in json.load(open(tmp_path / "results.json"))
+    assert not os.path.exists(tmp_path / BEST_NAME)
+
+
+def test_selection_keeps_the_first_best_validation_epoch(tmp_path):
+    from vld_plugin.engine import BEST_NAME
+
+    engine = make_engine()
+    # means 0.3, 0.5, 0.45, 0.5: epoch 2 is best and the tie at epoch 4 does not replace it
+    scores = {1: (0.2, 0.4), 2: (0.5, 0.5), 3: (0.3, 0.6), 4: (0.6, 0.4)}
+    for epoch, (a, b) in scores.items():
+        engine.epoch = epoch - 1
+        with torch.no_grad():
+            next(engine.model.parameters()).fill_(epoch)
+        val = {"infrared-to-visible": {"mAP": a}, "visible-to-infrared": {"mAP": b}}
+        engine._update_selection(val, {"fake": {"infrared-to-visible": {"rank1": epoch / 10, "mAP": 0.1}}}, str(tmp_path))
+    assert engine.selection["epoch"] == 2 and engine.selection["val_mAP"] == pytest.approx(0.5)
+    assert engine.selection["test"]["fake"]["infrared-to-visible"]["rank1"] == pytest.approx(0.2)
+    state = load_checkpoint(str(tmp_path / BEST_NAME))
+    assert state["epoch"] == 2 and float(next(iter(state["state_dict"].values())).flatten()[0]) == 2.0

@@ -4,6 +4,7 @@ import math
 import pytest
 import torch
 
+from released import released_wrt
 from vld_plugin.config import get_default_config
 from vld_plugin.losses import CrossEntropyLoss, VLDLoss, WeightedRegularizedTriplet, build_loss, v2t_loss
 
@@ -39,24 +40,6 @@ def test_wrt_matches_hand_computation():
     assert 0 < abs(released - exact).item() < 1e-4
 
 
-def _released_wrt(features, targets):
-    """WRT as the official notes describe the released code (float32, per-row loops)."""
-    x = features.float()
-    sq = (x * x).sum(1)
-    dist = (sq[:, None] + sq[None, :] - 2 * x @ x.t()).clamp(min=1e-12).sqrt()
-    losses = []
-    for i in range(len(x)):
-        pos = (targets == targets[i]).float()
-        neg = 1.0 - pos
-        sums = []
-        for mask, sign in ((pos, 1.0), (neg, -1.0)):
-            row = sign * dist[i] * mask  # masked-out entries are 0 and take part in the max
-            e = torch.exp(row - row.max()) * mask
-            sums.append((dist[i] * mask * e / (e.sum() + 1e-6)).sum())
-        losses.append(torch.log1p(torch.exp(-(sums[1] - sums[0]))))  # soft margin on (n - p)
-    return torch.stack(losses).mean()
-
-
 def _clustered(scale, seed, spread=0.1):
     """16 features of 4 identities: identity centres plus ``spread`` noise, times ``scale``."""
     g = torch.Generator().manual_seed(seed)
@@ -70,7 +53,7 @@ def test_wrt_default_equals_released_value_and_gradient(scale):
     feats, labels = _clustered(scale, seed=int(scale * 100), spread=0.3)
     ours_x = feats.clone().requires_grad_(True)
     ref_x = feats.clone().requires_grad_(True)
-    ours, ref = WeightedRegularizedTriplet()(ours_x, labels), _released_wrt(ref_x, labels)
+    ours, ref = WeightedRegularizedTriplet()(ours_x, labels), released_wrt(ref_x, labels)
     ours.backward()
     ref.backward()
     assert ours.item() == pytest.approx(ref.item(), rel=1e-5)

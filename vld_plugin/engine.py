@@ -24,6 +24,8 @@ from .losses import VLDLoss, build_loss
 from .optim import build_lr_scheduler, build_optimizer
 
 CHECKPOINT_NAME = "checkpoint.pth"
+BEST_NAME = "best.pth"  # weights of the epoch with the best validation mAP (data.val_ids > 0)
+SELECTED_KEY = "selected_by_validation"  # results.json entry of that epoch
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 
 
@@ -111,6 +113,7 @@ class PairedModalityEngine(compat.engine.Engine):
         self.grad_clip = grad_clip
         self.save_dir = "log"
         self.max_epoch = 0
+        self.selection = None  # {epoch, val_mAP, validation, test} of the best validation epoch so far
         self.register_model("model", model, optimizer, scheduler)
 
     # ---------------------------------------------------------------- forward
@@ -156,7 +159,12 @@ class PairedModalityEngine(compat.engine.Engine):
             start_eval=0, eval_freq=-1, test_only=False, dist_metric="inner_product", normalize_feature=False,
             visrank=False, visrank_topk=10, use_metric_cuhk03=False, ranks=(1, 5, 10, 20), rerank=False):
         """torchreid's ``Engine.run``: train ``start_epoch..max_epoch-1``, evaluating every ``eval_freq``
-        epochs (from ``start_eval``) and after the last, with a checkpoint after every epoch."""
+        epochs (from ``start_eval``) and after the last, with a checkpoint after every epoch.
+
+        When the data manager has a ``val_loader`` (``data.val_ids``), every evaluation also scores
+        the held-out identities; the epoch with the best mean validation mAP is kept as ``best.pth``
+        and its test results are reported next to the last epoch's.
+        """
         if use_metric_cuhk03:
             raise EngineConfigError("use_metric_cuhk03 does not apply to video re-id; set it to False")
         self.save_dir = save_dir
@@ -174,13 +182,44 @@ class PairedModalityEngine(compat.engine.Engine):
                 done = self.epoch + 1
                 rank1 = None
                 if done == max_epoch or (done >= start_eval and eval_freq > 0 and done % eval_freq == 0):
-                    rank1 = self.test(**test_kwargs)
+                    rank1 = self._evaluate_epoch(test_kwargs)
                 self.save_model(self.epoch, rank1, save_dir)
         finally:
             if self.writer is not None:
                 self.writer.close()
                 self.writer = None
+        if self.rank == 0 and self.selection is not None:
+            from vld_plugin.evaluation import results_table
+
+            sel = self.selection
+            print(f"selected by validation: epoch {sel['epoch']} (mean validation mAP {100 * sel['val_mAP']:.2f}%), "
+                  f"weights in {os.path.join(save_dir, BEST_NAME)}; its test results (%)\n"
+                  + results_table(sel["test"]), flush=True)
         return rank1
+
+    def _evaluate_epoch(self, test_kwargs):
+        """Validation (if any) and test after a training epoch; updates the selection; rank-1 on rank 0."""
+        val = None
+        if getattr(self.datamanager, "val_loader", None) is not None:
+            val = self.validate(dist_metric=test_kwargs["dist_metric"], normalize_feature=test_kwargs["normalize_feature"],
+                                ranks=test_kwargs["ranks"])
+        results = self.evaluate_targets(**test_kwargs)
+        if self.rank != 0:
+            return None
+        if val is not None:
+            self._update_selection(val, results, test_kwargs["save_dir"])
+        self._report(results, test_kwargs["save_dir"], val)
+        first = next(iter(results.values()))
+        return next(iter(first.values()))["rank1"]
+
+    def _update_selection(self, val, results, save_dir):
+        """Keep ``best.pth`` and the test results of the epoch with the best mean validation mAP (rank 0)."""
+        score = float(np.mean([m["mAP"] for m in val.values()]))
+        if self.selection is not None and not score > self.selection["val_mAP"]:
+            return
+        self.selection = {"epoch": self.epoch + 1, "val_mAP": score, "validation": val, "test": results}
+        save_checkpoint({"state_dict": self.model.state_dict(), "epoch": self.epoch + 1, "val_mAP": score},
+                        os.path.join(save_dir, BEST_NAME))
 
     def _train_sampler(self):
         for sampler in (getattr(self.train_loader, "batch_sampler", None), getattr(self.train_loader, "sampler", None)):
@@ -241,6 +280,7 @@ class PairedModalityEngine(compat.engine.Engine):
             "scaler": self.scaler.state_dict(),
             "rng": rngs,
             "sampler": sampler.state_dict() if hasattr(sampler, "state_dict") else None,
+            "selection": self.selection,
         }
         save_checkpoint(state, self.checkpoint_path(save_dir))
 
@@ -264,6 +304,7 @@ class PairedModalityEngine(compat.engine.Engine):
         sampler = self._train_sampler()
         if state["sampler"] is not None and hasattr(sampler, "load_state_dict"):
             sampler.load_state_dict(state["sampler"])
+        self.selection = state.get("selection")
         rngs = state["rng"]
         if len(rngs) != self.world_size and self.rank == 0:
             print(f"warning: {path} was saved by {len(rngs)} processes, resuming with {self.world_size}: "
@@ -300,22 +341,41 @@ class PairedModalityEngine(compat.engine.Engine):
         meta = {k: torch.cat([t for share in shares for t in share[1][k]]).numpy() for k in keys}
         return torch.cat(feats), meta
 
-    def test(self, dist_metric="inner_product", normalize_feature=False, visrank=False, visrank_topk=10,
-             save_dir="", use_metric_cuhk03=False, ranks=(1, 5, 10, 20), rerank=False):
-        """Evaluate every protocol of every target; print a table, write JSON, return the first rank-1.
+    def _features(self, loaders, label, normalize_feature):
+        """Query and gallery features and meta of ``loaders`` (``{'query', 'gallery'}``)."""
+        qf, q_meta = self.extract(loaders["query"], f"{label} query")
+        gf, g_meta = self.extract(loaders["gallery"], f"{label} gallery")
+        if normalize_feature:
+            qf, gf = F.normalize(qf, dim=1), F.normalize(gf, dim=1)
+        return qf, q_meta, gf, g_meta
+
+    def validate(self, dist_metric="inner_product", normalize_feature=False, ranks=(1, 5, 10, 20)):
+        """Cross-modal results ``{protocol: metrics}`` of the held-out validation identities (None off rank 0).
+
+        Gallery items of the query's identity and camera are dropped, so an aligned RGB/IR pair
+        never matches itself.
+        """
+        from vld_plugin.data.validation import VAL_PROTOCOLS
+        from vld_plugin.evaluation import evaluate_protocols
+
+        qf, q_meta, gf, g_meta = self._features(self.datamanager.val_loader, "validation", normalize_feature)
+        if self.rank != 0:
+            return None
+        return evaluate_protocols(qf, q_meta, gf, g_meta, VAL_PROTOCOLS, True, dist_metric=dist_metric,
+                                  max_rank=max(ranks), ranks=ranks)
+
+    def evaluate_targets(self, dist_metric="inner_product", normalize_feature=False, visrank=False, visrank_topk=10,
+                         save_dir="", ranks=(1, 5, 10, 20), rerank=False):
+        """``{target: {protocol: metrics}}`` of every protocol of every target (None off rank 0).
 
         Query and gallery features are extracted once per target and shared by its protocols.
-        Returns None on ranks other than 0.
         """
         from vld_plugin.evaluation import evaluate_protocols, visualize_protocols
 
         results = {}
         save_dir = save_dir or self.save_dir
         for name in self.test_loader:
-            qf, q_meta = self.extract(self.test_loader[name]["query"], f"{name} query")
-            gf, g_meta = self.extract(self.test_loader[name]["gallery"], f"{name} gallery")
-            if normalize_feature:
-                qf, gf = F.normalize(qf, dim=1), F.normalize(gf, dim=1)
+            qf, q_meta, gf, g_meta = self._features(self.test_loader[name], name, normalize_feature)
             if self.rank != 0:
                 continue
             protocols = self.datamanager.protocols(name)
@@ -329,23 +389,42 @@ class PairedModalityEngine(compat.engine.Engine):
                 written = visualize_protocols(qf, q_meta, gf, g_meta, protocols, os.path.join(save_dir, "visrank", name),
                                               same_camera, dist_metric=dist_metric, topk=visrank_topk)
                 print(f"figures written: {', '.join(written)}")
+        return results if self.rank == 0 else None
+
+    def test(self, dist_metric="inner_product", normalize_feature=False, visrank=False, visrank_topk=10,
+             save_dir="", use_metric_cuhk03=False, ranks=(1, 5, 10, 20), rerank=False):
+        """Evaluate every protocol of every target; print a table, write JSON, return the first rank-1.
+
+        Returns None on ranks other than 0.
+        """
+        save_dir = save_dir or self.save_dir
+        results = self.evaluate_targets(dist_metric, normalize_feature, visrank, visrank_topk, save_dir, ranks, rerank)
         if self.rank != 0:
             return None
         self._report(results, save_dir)
         first = next(iter(results.values()))
         return next(iter(first.values()))["rank1"]
 
-    def _report(self, results, save_dir):
+    def _report(self, results, save_dir, val=None):
+        """Print the tables and write ``results.json`` (with the validation-selected epoch's entry when
+        there is one) and ``results_epochNNN.json``; TensorBoard scalars."""
         from vld_plugin.evaluation import results_table, save_results_json
 
         epoch = self.epoch + 1 if self.max_epoch > 0 else None  # None: weights not trained by this engine
+        if val is not None:
+            print(f"validation after epoch {epoch} (%)\n" + results_table({"validation": val}), flush=True)
         title = f"results after epoch {epoch} (%)" if epoch else "results (%)"
         print(title + "\n" + results_table(results), flush=True)
-        save_results_json(results, os.path.join(save_dir, "results.json"))
+        summary = dict(results)
+        if self.selection is not None:
+            summary[SELECTED_KEY] = self.selection
+        save_results_json(summary, os.path.join(save_dir, "results.json"))
         if epoch:
-            save_results_json(results, os.path.join(save_dir, f"results_epoch{epoch:03d}.json"))
+            save_results_json({**results, **({"validation": val} if val is not None else {})},
+                              os.path.join(save_dir, f"results_epoch{epoch:03d}.json"))
         if self.writer is not None:
-            for name, per_protocol in results.items():
+            scalars = {**results, **({"validation": val} if val is not None else {})}
+            for name, per_protocol in scalars.items():
                 for protocol, metrics in per_protocol.items():
                     for c, v in metrics.items():
                         self.writer.add_scalar(f"Test/{name}/{protocol}/{c}", float(v), epoch or 0)

@@ -25,6 +25,7 @@ class BUPTCampus(VLDVideoDataset):
     """
 
     remove_same_camera = False
+    test_sample_method = "linspace"  # the released evaluation's frames
     protocols = [
         Protocol("visible-to-infrared", "query", VISIBLE, "gallery", INFRARED),
         Protocol("infrared-to-visible", "query", INFRARED, "gallery", VISIBLE),

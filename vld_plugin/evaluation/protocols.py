@@ -102,11 +102,22 @@ def results_table(results):
                     disable_numparse=True)
 
 
+def _json_ready(value):
+    """``value`` with NaN floats (at any depth of dicts) replaced by None."""
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
 def save_results_json(results, path):
-    """Write ``{dataset: {protocol: metrics}}`` as JSON (fractions; NaN written as null)."""
-    clean = {d: {p: {k: None if math.isnan(v) else v for k, v in m.items()} for p, m in ps.items()}
-             for d, ps in results.items()}
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(clean, f, indent=2)
+    """Write ``{dataset: {protocol: metrics}}`` (other JSON-ready entries may sit beside) as JSON,
+    atomically (fractions; NaN written as null)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp")
+    with open(tmp, "w") as f:
+        json.dump(_json_ready(results), f, indent=2)
+    os.replace(tmp, path)
     return path
