@@ -109,3 +109,17 @@ def test_ensure_synthetic_generates_only_when_missing(tmp_path, monkeypatch):
     assert len(calls) == 1
     with pytest.raises(ConfigError, match="can generate"):
         synthetic.ensure_synthetic("market1501", str(tmp_path))
+
+
+def test_deterministic_setting_drives_cudnn(tmp_path):
+    from vld_plugin.launch import parse_args, prepare_run
+
+    before = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    try:
+        prepare_run(parse_args(["--config-file", DEMO, "data.save_dir", str(tmp_path / "a")]))
+        assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark  # default, as released
+        prepare_run(parse_args(["--config-file", DEMO, "data.save_dir", str(tmp_path / "b"),
+                                "train.deterministic", "False"]))
+        assert not torch.backends.cudnn.deterministic and torch.backends.cudnn.benchmark
+    finally:
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before
