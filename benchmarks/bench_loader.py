@@ -1,14 +1,15 @@
 """Loader throughput per worker: the plugin's HITSZ-VCM pipeline against torchreid's VideoDataset.
 
-    python benchmarks/bench_loader.py [--root DIR] [--seconds 10] [--out benchmarks/results/loader.json]
+    python benchmarks/bench_loader.py [--root DIR] [--frame-size 288x144] [--seconds 10]
+                                      [--out benchmarks/results/loader.json]
 
-Both pipelines read the same synthetic JPEGs (written at 288x144 unless --root is given), in
-one process with one thread (= one data-loader worker), sampling 6 frames per training
-tracklet. Ours: decode + resize + pad/crop/flip + modality augmentation in the worker
-(uint8), then normalisation + random erasing batched (timed separately, on the CPU here;
-on a GPU it runs on the device). torchreid: PIL decode + its train transforms (resize,
-flip, random_crop, to-tensor, normalise, random erasing) per frame. Results go to a JSON
-file with the machine described.
+Both pipelines read the same synthetic JPEGs (written at --frame-size unless --root is
+given), in one process with one thread (= one data-loader worker), sampling 6 frames per
+training tracklet, resizing to 288x144. Ours: PIL decode + resize + pad/crop/flip in the
+worker (uint8), then normalisation + random erasing + channel operations batched (timed
+separately, on the CPU here; on a GPU they run on the device). torchreid: PIL decode + its
+train transforms (resize, flip, random_crop, to-tensor, normalise, random erasing) per
+frame. Results go to a JSON file with the machine described.
 """
 import argparse
 import json
@@ -18,7 +19,7 @@ import sys
 import tempfile
 import time
 
-import cv2
+import PIL
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -26,7 +27,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from vld_plugin import compat  # noqa: E402
 from vld_plugin.data import HitszVCM, TrackletView  # noqa: E402
 from vld_plugin.data.synthetic import generate_vcm  # noqa: E402
-from vld_plugin.data.transforms import TrackletTransform, normalize, random_erase  # noqa: E402
+from vld_plugin.data.transforms import (ERASE_FILL, TrackletTransform, channel_augment, normalize,  # noqa: E402
+                                        random_erase)
 
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 
@@ -39,7 +41,7 @@ def machine():
     except (OSError, StopIteration):
         pass
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
-            "opencv": cv2.__version__, "platform": platform.platform()}
+            "pillow": PIL.__version__, "platform": platform.platform()}
 
 
 def frames_per_second(get_item, n_items, seconds, seq_len):
@@ -56,28 +58,31 @@ def frames_per_second(get_item, n_items, seconds, seq_len):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", default="", help="an existing HITSZ-VCM copy (default: write a synthetic one)")
+    parser.add_argument("--frame-size", default="288x144", help="HxW of the synthetic JPEGs")
     parser.add_argument("--seconds", type=float, default=10.0, help="timing per pipeline")
     parser.add_argument("--seq-len", type=int, default=6)
     parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "loader.json"))
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    cv2.setNumThreads(1)
+    height, width = (int(v) for v in args.frame_size.split("x"))
     tmp = None
     root = args.root
     if not root:
         tmp = tempfile.TemporaryDirectory()
         root = tmp.name
-        generate_vcm(root, num_ids=12, seed=0, height=288, width=144, num_cams=3, min_len=12, max_len=30)
+        generate_vcm(root, num_ids=12, seed=0, height=height, width=width, num_cams=3, min_len=12, max_len=30)
     ds = HitszVCM(root=root, verbose=False)
     items = ds.train
     s = args.seq_len
 
     ours_view = TrackletView(items, s, "restricted_random", TrackletTransform(288, 144, train=True))
     ours = frames_per_second(ours_view.__getitem__, len(items), args.seconds, s)
-    batch = torch.stack([ours_view[i]["img"] for i in range(32)])
+    loaded = [ours_view[i] for i in range(32)]
+    batch = torch.stack([item["img"] for item in loaded])
+    modality = torch.tensor([item["modality"] for item in loaded])
     start, reps = time.perf_counter(), 5
     for _ in range(reps):
-        random_erase(normalize(batch, MEAN, STD), MEAN)
+        channel_augment(random_erase(normalize(batch, MEAN, STD), ERASE_FILL), modality)
     device_fps = reps * batch.shape[0] * s / (time.perf_counter() - start)
 
     transform_tr, _ = compat.data.transforms.build_transforms(288, 144, transforms=["random_flip", "random_crop", "random_erase"])
@@ -88,12 +93,13 @@ def main(argv=None):
 
     ours_total = 1.0 / (1.0 / ours + 1.0 / device_fps)
     result = {
-        "benchmark": "loader frames/s per worker (decode + augment), HITSZ-VCM layout, 288x144 JPEGs",
+        "benchmark": f"loader frames/s per worker (decode + augment), HITSZ-VCM layout, {args.frame_size} JPEGs "
+                     "to 288x144 input",
         "machine": machine(),
         "seq_len": s,
         "tracklets": len(items),
         "ours_worker_fps": round(ours, 1),
-        "ours_batched_normalize_erase_fps_cpu": round(device_fps, 1),
+        "ours_batched_normalize_erase_channel_fps_cpu": round(device_fps, 1),
         "ours_worker_plus_cpu_normalize_fps": round(ours_total, 1),
         "torchreid_worker_fps": round(theirs, 1),
         "speedup_worker": round(ours / theirs, 2),

@@ -4,6 +4,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from vld_plugin import FeatureExtractor
 from vld_plugin.checkpoint import FORMAT, CheckpointError, save_checkpoint
@@ -57,10 +58,10 @@ def reference_uint8(paths, seq_len=4, size=(32, 16)):
     idx = [min(k * c, len(paths) - 1) for k in range(seq_len)]
     frames = []
     for i in idx:
-        img = cv2.cvtColor(cv2.imread(paths[i]), cv2.COLOR_BGR2RGB)
-        if img.shape[:2] != size:
-            img = cv2.resize(img, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
-        frames.append(img.transpose(2, 0, 1))
+        img = Image.open(paths[i]).convert("RGB")
+        if img.size != size[::-1]:
+            img = img.resize(size[::-1], Image.BILINEAR)
+        frames.append(np.asarray(img).transpose(2, 0, 1))
     return torch.from_numpy(np.stack(frames))
 
 

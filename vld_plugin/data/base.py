@@ -1,9 +1,7 @@
 """What the plugin's video datasets share: the Tracklet item, protocols, safe frame reading and
 a torchreid ``VideoDataset`` base that knows modalities."""
 import collections
-import os
 
-import cv2
 import numpy as np
 import torch
 from PIL import Image
@@ -61,35 +59,39 @@ def modality_of(item):
 
 
 def read_frame(path):
-    """Decode an image file to a uint8 RGB array (H, W, 3); one attempt, a clear error on failure."""
-    img = cv2.imread(path, cv2.IMREAD_COLOR)
-    if img is None:
-        if not os.path.isfile(path):
-            raise ImageReadError(f"image file not found: {path}; check the dataset root and that the archive is fully extracted")
-        raise ImageReadError(f"cannot decode image {path}: the file is corrupt or not an image; re-extract it from the dataset archive")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    """Decode an image file to a loaded RGB PIL image; one attempt, a clear error on failure."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return img if img.mode == "RGB" else img.convert("RGB")
+    except FileNotFoundError:
+        raise ImageReadError(f"image file not found: {path}; "
+                             "check the dataset root and that the archive is fully extracted") from None
+    except (OSError, ValueError, SyntaxError):
+        raise ImageReadError(f"cannot decode image {path}: the file is corrupt or not an image; "
+                             "re-extract it from the dataset archive") from None
 
 
-def load_item(item, method, seq_len, transform, seed=None):
+def load_item(item, method, seq_len, transform, seed=None, index=0):
     """Load one tracklet as torchreid's video item dict plus ``modality``.
 
     ``seed`` fixes the frame choice (the samplers give both tracklets of an aligned pair the
     same seed); otherwise it is drawn from torch's RNG, which DataLoader seeds per worker.
-    A :class:`TrackletTransform` gets the whole tracklet (uint8 output); any other callable
-    (torchreid's per-frame PIL transforms) is applied frame by frame.
+    The augmentation draws from (``seed``, dataset ``index``), so the two tracklets of a pair
+    share frame indices but not crops or flips. A :class:`TrackletTransform` gets the whole
+    tracklet (uint8 output); any other callable (torchreid's per-frame PIL transforms) is
+    applied frame by frame.
     """
     img_paths, pid, camid, dsetid = item
-    modality = modality_of(item)
     if seed is None:
         seed = int(torch.randint(0, 2 ** 62, (1,)).item())
-    rng = np.random.default_rng(seed)
-    indices = sample_indices(method, len(img_paths), seq_len, rng)
+    indices = sample_indices(method, len(img_paths), seq_len, np.random.default_rng(seed))
     frames = [read_frame(img_paths[i]) for i in indices]
     if isinstance(transform, TrackletTransform):
-        img = transform(frames, modality, rng)
+        img = transform(frames, np.random.default_rng([seed, index]))
     else:
-        img = torch.stack([transform(Image.fromarray(f)) for f in frames])
-    return {"img": img, "pid": pid, "camid": camid, "dsetid": dsetid, "modality": modality}
+        img = torch.stack([transform(f) for f in frames])
+    return {"img": img, "pid": pid, "camid": camid, "dsetid": dsetid, "modality": modality_of(item)}
 
 
 def split_index(index):
@@ -109,7 +111,7 @@ class TrackletView(torch.utils.data.Dataset):
 
     def __getitem__(self, index):
         index, seed = split_index(index)
-        return load_item(self.items[index], self.sample_method, self.seq_len, self.transform, seed)
+        return load_item(self.items[index], self.sample_method, self.seq_len, self.transform, seed, index)
 
 
 class VLDVideoDataset(compat.data.VideoDataset):
@@ -123,6 +125,7 @@ class VLDVideoDataset(compat.data.VideoDataset):
 
     protocols = []
     remove_same_camera = True
+    test_sample_method = "first_of_chunk"  # test frames of the dataset's own protocol
 
     def __init__(self, train, query, gallery, seq_len=6, sample_method="restricted_random",
                  train_pairs=None, skipped=None, transform=None, **kwargs):
@@ -139,9 +142,9 @@ class VLDVideoDataset(compat.data.VideoDataset):
     def __getitem__(self, index):
         index, seed = split_index(index)
         method = self.sample_method
-        if self.mode != "train":
-            method = TEST_COUNTERPART.get(method, method)
-        return load_item(self.data[index], method, self.seq_len, self.transform, seed)
+        if self.mode != "train" and method in TEST_COUNTERPART:
+            method = self.test_sample_method
+        return load_item(self.data[index], method, self.seq_len, self.transform, seed, index)
 
     def combine_all(self):
         """torchreid's combineall, keeping Tracklets (query/gallery pids relabelled after train's)."""

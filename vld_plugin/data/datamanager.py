@@ -1,18 +1,13 @@
 """The plugin's data manager: torchreid's VideoDataManager interface with paired-modality batches."""
 import inspect
 
-import cv2
 import torch
 
 from .. import compat
 from .base import TrackletView, VLDVideoDataset
 from .samplers import SAMPLERS
 from .sampling import TEST_COUNTERPART, check_method
-from .transforms import TrackletTransform, normalize, random_erase
-
-
-def _worker_init(worker_id):
-    cv2.setNumThreads(1)  # one decode thread per worker: workers are the parallelism
+from .transforms import ERASE_FILL, TrackletTransform, channel_augment, normalize, random_erase
 
 
 class VLDDataManager(compat.import_module("data.datamanager").VideoDataManager):
@@ -24,7 +19,7 @@ class VLDDataManager(compat.import_module("data.datamanager").VideoDataManager):
     ``iters_per_epoch`` of them per epoch. Test loaders per target: ``query`` and
     ``gallery``; ``protocols(name)`` says which to pair. Loaders return ``img`` as uint8
     (B, T, 3, H, W): call :meth:`prepare_batch` to get float normalised (and, in training,
-    randomly erased) images on the device.
+    randomly erased and channel-augmented) images on the device.
     """
 
     data_type = "video"
@@ -48,9 +43,9 @@ class VLDDataManager(compat.import_module("data.datamanager").VideoDataManager):
         self.norm_std = list(norm_std or [0.229, 0.224, 0.225])
         self.random_erase = "random_erase" in transforms
         self.consistent_geometry = consistent_geometry
+        self.modality_augment = modality_augment
         self.transform_tr = TrackletTransform(
             height, width, train=True, crop="random_crop" in transforms, flip="random_flip" in transforms,
-            channel_exchange=0.5 if modality_augment else 0.0, adaptive_gray=modality_augment,
             consistent_geometry=consistent_geometry)
         self.transform_te = TrackletTransform(height, width, train=False)
         check_method(sample_method)
@@ -112,7 +107,7 @@ class VLDDataManager(compat.import_module("data.datamanager").VideoDataManager):
 
     def _loader(self, dataset, batch_size, workers, **kwargs):
         return torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers,
-                                           pin_memory=self.use_gpu, worker_init_fn=_worker_init, **kwargs)
+                                           pin_memory=self.use_gpu, **kwargs)
 
     def protocols(self, name):
         """The evaluation protocols (``Protocol`` tuples) of target ``name``."""
@@ -124,13 +119,16 @@ class VLDDataManager(compat.import_module("data.datamanager").VideoDataManager):
 
     def prepare_batch(self, batch, device, train):
         """Move a loader batch to ``device``; uint8 ``img`` becomes float normalised, and when
-        ``train`` also randomly erased (p 0.5, filled with the normalisation mean, as the authors)."""
+        ``train`` then randomly erased (p 0.5, the authors' fill) and channel-augmented by
+        modality, in the authors' order."""
         out = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
         img = out["img"]
         if img.dtype == torch.uint8:
             img = normalize(img, self.norm_mean, self.norm_std)
             if train and self.random_erase:
-                img = random_erase(img, self.norm_mean, per_tracklet=self.consistent_geometry)
+                img = random_erase(img, ERASE_FILL, per_tracklet=self.consistent_geometry)
+            if train and self.modality_augment:
+                img = channel_augment(img, out["modality"])
             out["img"] = img
         return out
 

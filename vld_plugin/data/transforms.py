@@ -1,56 +1,52 @@
-"""The method's augmentation, split in two for speed.
+"""The method's augmentation, split between the data-loader workers and the device.
 
-In the data-loader workers, :class:`TrackletTransform` turns decoded uint8 frames into a
-uint8 (T, 3, H, W) tensor: resize, zero-pad + random crop, horizontal flip, channel
-exchange (visible) and adaptive gray (infrared). On the device, :func:`normalize` and
-:func:`random_erase` finish the batch in float. Channel operations run on uint8 pixels
-before normalisation (the authors' run after it; the copied channel is then normalised
-with each channel's own mean/std, a negligible difference).
+In the workers, :class:`TrackletTransform` turns a tracklet's decoded PIL frames into a
+uint8 (T, 3, H, W) tensor: PIL bilinear resize (antialiased, as torchvision's ``Resize`` on
+a PIL image), then in training zero-pad + random crop and horizontal flip. On the device,
+batched over (B, T, 3, H, W): :func:`normalize` (equal to ToTensor + Normalize up to float
+rounding), then in training :func:`random_erase` with :data:`ERASE_FILL` and
+:func:`channel_augment` (channel exchange for visible, adaptive gray for infrared) on the
+normalised values: the authors' per-frame order.
 """
-import cv2
 import numpy as np
 import torch
+from PIL import Image
 
 from ..modality import INFRARED, VISIBLE
 
-class TrackletTransform:
-    """Per-tracklet augmentation on uint8 RGB frames (H, W, 3) -> uint8 tensor (T, 3, H, W).
+ERASE_FILL = (0.4914, 0.4822, 0.4465)  # the authors' erasing values, written into normalised tensors
+GRAY_WEIGHTS = (0.2989, 0.5870, 0.1140)  # adaptive gray's R, G, B weights
 
-    ``train=False`` only resizes. ``pad`` defaults to the authors' 10 pixels scaled by
-    height/288. With ``consistent_geometry`` one crop offset and one flip
-    decision serve all frames of a tracklet; otherwise each frame draws its own (the
-    authors' per-frame transforms). ``channel_exchange`` is the probability that a visible
-    tracklet has one random R/G/B channel copied to all three; ``adaptive_gray`` makes each
-    infrared frame a random single channel (3 in 4) or, half of the rest, grayscale
-    (OpenCV's 0.299/0.587/0.114 luma).
+
+class TrackletTransform:
+    """Per-tracklet worker augmentation: PIL RGB frames -> uint8 tensor (T, 3, H, W).
+
+    Frames are resized to ``height`` x ``width`` (PIL bilinear); ``train=False`` stops there.
+    ``pad`` defaults to the authors' 10 pixels scaled by height/288. With
+    ``consistent_geometry`` one crop offset and one flip decision serve all frames of a
+    tracklet; otherwise each frame draws its own (the authors' per-frame transforms).
     """
 
-    def __init__(self, height, width, train, pad=None, crop=True, flip=True, channel_exchange=0.5,
-                 adaptive_gray=True, consistent_geometry=False):
+    def __init__(self, height, width, train, pad=None, crop=True, flip=True, consistent_geometry=False):
         self.height, self.width, self.train = int(height), int(width), bool(train)
         pad = round(10 * self.height / 288) if pad is None else pad  # the authors' 10 px at 288x144, scaled
         self.pad = int(pad) if crop else 0
         self.flip = flip
-        self.channel_exchange = float(channel_exchange)
-        self.adaptive_gray = adaptive_gray
         self.consistent_geometry = consistent_geometry
 
     def __repr__(self):
         return (f"TrackletTransform({self.height}x{self.width}, train={self.train}, pad={self.pad}, "
-                f"flip={self.flip}, channel_exchange={self.channel_exchange}, "
-                f"adaptive_gray={self.adaptive_gray}, consistent_geometry={self.consistent_geometry})")
+                f"flip={self.flip}, consistent_geometry={self.consistent_geometry})")
 
-    def __call__(self, frames, modality, rng):
+    def __call__(self, frames, rng):
         size = (self.width, self.height)
-        frames = [f if f.shape[:2] == (self.height, self.width) else cv2.resize(f, size, interpolation=cv2.INTER_LINEAR)
-                  for f in frames]
+        frames = [np.asarray(f if f.size == size else f.resize(size, Image.BILINEAR)) for f in frames]
         t, h, w = len(frames), self.height, self.width
         if not self.train:
-            return torch.from_numpy(np.stack(frames).transpose(0, 3, 1, 2).copy())
+            return torch.from_numpy(np.stack([f.transpose(2, 0, 1) for f in frames]))
         p = self.pad
         dy, dx = self._draw(rng, 2 * p + 1, t) - p, self._draw(rng, 2 * p + 1, t) - p
         flips = self._draw(rng, 2, t).astype(bool) if self.flip else np.zeros(t, bool)
-        channels = self._channels(modality, t, rng)
         out = np.zeros((t, 3, h, w), dtype=np.uint8)
         for i, f in enumerate(frames):
             # output pixel (y, x) of the padded crop is frame pixel (y + dy, x + dx); zero outside the frame
@@ -59,29 +55,12 @@ class TrackletTransform:
             src = f[y0 + dy[i]:y1 + dy[i], x0 + dx[i]:x1 + dx[i]]
             if flips[i]:
                 src, x0, x1 = src[:, ::-1], w - x1, w - x0
-            if channels[i] is None:
-                src = cv2.cvtColor(np.ascontiguousarray(src), cv2.COLOR_RGB2GRAY)[..., None]
-                channels[i] = (0, 0, 0)
-            for c, k in enumerate(channels[i]):
-                out[i, c, y0:y1, x0:x1] = src[..., k]
+            out[i, :, y0:y1, x0:x1] = src.transpose(2, 0, 1)
         return torch.from_numpy(out)
 
     def _draw(self, rng, high, t):
         """``t`` draws in [0, high), or one draw repeated when geometry is tracklet-consistent."""
         return np.repeat(rng.integers(0, high, 1), t) if self.consistent_geometry else rng.integers(0, high, t)
-
-    def _channels(self, modality, t, rng):
-        """Per frame, the source channel of each output channel, or None for grayscale."""
-        channels = [(0, 1, 2)] * t
-        if modality == VISIBLE and self.channel_exchange > 0 and rng.random() < self.channel_exchange:
-            channels = [(int(rng.integers(0, 3)),) * 3] * t
-        elif modality == INFRARED and self.adaptive_gray:
-            for i, k in enumerate(rng.integers(0, 4, t)):
-                if k < 3:
-                    channels[i] = (int(k),) * 3
-                elif rng.random() < 0.5:
-                    channels[i] = None
-        return channels
 
 
 def normalize(img, mean, std):
@@ -92,12 +71,11 @@ def normalize(img, mean, std):
 
 
 def random_erase(img, fill, p=0.5, area=(0.02, 0.4), aspect=0.3, attempts=100, per_tracklet=False):
-    """Random erasing of Zhong et al., batched: img (B, T, 3, H, W) float, erased in place-free.
+    """Random erasing of Zhong et al., batched: img (B, T, 3, H, W) float; returns a new tensor.
 
     Each frame (each tracklet if ``per_tracklet``) is erased with probability ``p`` by one
     rectangle of area fraction U(area) and aspect U(aspect, 1/aspect), the first of
-    ``attempts`` draws that fits, filled with ``fill`` (3 values, the authors' normalised
-    mean). Returns a new tensor.
+    ``attempts`` draws that fits, filled with ``fill`` (one value per channel).
     """
     b, t, c, h, w = img.shape
     n = b if per_tracklet else b * t
@@ -118,3 +96,27 @@ def random_erase(img, fill, p=0.5, area=(0.02, 0.4), aspect=0.3, attempts=100, p
     mask = (rows[:, :, None] & cols[:, None, :]).view(b, 1 if per_tracklet else t, 1, h, w)
     fill = torch.as_tensor(fill, dtype=img.dtype, device=dev).view(1, 1, c, 1, 1)
     return torch.where(mask, fill, img)
+
+
+def channel_augment(img, modality, exchange=0.5):
+    """The authors' channel operations, batched: img (B, T, 3, H, W) float, modality (B,).
+
+    Visible: a coin per tracklet (p ``exchange``) decides on channel exchange; if it is
+    won, each frame copies its own uniformly random channel into all three. Infrared, per
+    frame: a random channel copied into all three (p 3/4), else gray
+    0.2989 R + 0.5870 G + 0.1140 B in all three (p 1/8), else unchanged. Other modalities
+    are left alone. Returns a new tensor.
+    """
+    b, t = img.shape[:2]
+    dev = img.device
+    modality = modality.to(dev).view(b, 1)
+    draw = torch.randint(0, 4, (b, t), device=dev)  # infrared: 0-2 a channel, 3 gray or unchanged
+    channel = torch.where(modality == VISIBLE, torch.randint(0, 3, (b, t), device=dev), draw.clamp(max=2))
+    exchanged = (modality == VISIBLE) & (torch.rand(b, 1, device=dev) < exchange)
+    copied = exchanged | ((modality == INFRARED) & (draw < 3))
+    grayed = (modality == INFRARED) & (draw == 3) & (torch.rand(b, t, device=dev) < 0.5)
+    # one weight per input channel and frame: a one-hot copy (exact) or the gray weights
+    w = torch.nn.functional.one_hot(channel, 3).to(img.dtype)
+    w = torch.where(grayed[..., None], torch.tensor(GRAY_WEIGHTS, dtype=img.dtype, device=dev), w).view(b, t, 3, 1, 1)
+    single = img[:, :, 0:1] * w[:, :, 0:1] + img[:, :, 1:2] * w[:, :, 1:2] + img[:, :, 2:3] * w[:, :, 2:3]
+    return torch.where((copied | grayed).view(b, t, 1, 1, 1), single, img)
