@@ -43,6 +43,7 @@ def get_default_config():
     cfg.data.min_seq_len = 12  # HITSZ-VCM: tracklets shorter than this are dropped
     cfg.data.bupt_auxiliary = False  # BUPTCampus: add the auxiliary (FakeIR) training set
     cfg.data.bupt_trimmed_test = False  # BUPTCampus: the official sampler's trimmed test sets
+    cfg.data.val_ids = 0  # training identities held out for validation (best epoch on their mAP); 0 = none
     cfg.data.synthetic = False  # generate a synthetic copy under data.root when the dataset is missing
 
     cfg.sampler = CN()
@@ -53,7 +54,7 @@ def get_default_config():
     cfg.video = CN()
     cfg.video.seq_len = 6
     cfg.video.sample_method = "restricted_random"  # train; torchreid's evenly/random/all too
-    cfg.video.test_sample_method = "first_of_chunk"
+    cfg.video.test_sample_method = ""  # "" = each target's own (HITSZ-VCM first_of_chunk, BUPTCampus linspace)
     cfg.video.pooling_method = "avg"
     cfg.video.consistent_geometry = False  # one crop/flip per tracklet instead of per frame
 
@@ -240,6 +241,7 @@ def videodata_kwargs(cfg):
         min_seq_len=cfg.data.min_seq_len,
         bupt_auxiliary=cfg.data.bupt_auxiliary,
         bupt_trimmed_test=cfg.data.bupt_trimmed_test,
+        val_ids=cfg.data.val_ids,
     )
 
 

@@ -8,6 +8,7 @@ from .base import TrackletView, VLDVideoDataset
 from .samplers import SAMPLERS
 from .sampling import TEST_COUNTERPART, check_method
 from .transforms import ERASE_FILL, TrackletTransform, channel_augment, normalize, random_erase
+from .validation import carve_validation
 
 
 class VLDDataManager(compat.import_module("data.datamanager").VideoDataManager):
@@ -17,8 +18,10 @@ class VLDDataManager(compat.import_module("data.datamanager").VideoDataManager):
     extras below; see :meth:`from_config`. Train batches: P identities x K visible+infrared
     pairs (``train_sampler`` 'ModalityIdentitySampler' or 'CameraModalitySampler'),
     ``iters_per_epoch`` of them per epoch. Test loaders per target: ``query`` and
-    ``gallery``; ``protocols(name)`` says which to pair. Loaders return ``img`` as uint8
-    (B, T, 3, H, W): call :meth:`prepare_batch` to get float normalised (and, in training,
+    ``gallery``; ``protocols(name)`` says which to pair. With ``val_ids`` > 0 that many
+    training identities are held out: ``val_loader`` (``query`` = their infrared tracklets,
+    ``gallery`` = their visible ones, evaluated with ``validation.VAL_PROTOCOLS``), else None.
+    Loaders return ``img`` as uint8 (B, T, 3, H, W): call :meth:`prepare_batch` to get float normalised (and, in training,
     randomly erased and channel-augmented) images on the device.
     """
 
@@ -30,7 +33,7 @@ class VLDDataManager(compat.import_module("data.datamanager").VideoDataManager):
                  num_instances=4, num_cams=2, train_sampler="ModalityIdentitySampler", seq_len=6,
                  sample_method="restricted_random", test_sample_method=None, iters_per_epoch=200, seed=1,
                  consistent_geometry=False, modality_augment=True, min_seq_len=12, bupt_auxiliary=False,
-                 bupt_trimmed_test=False, num_replicas=None, rank=None, verbose=True):
+                 bupt_trimmed_test=False, val_ids=0, num_replicas=None, rank=None, verbose=True):
         if not sources:
             raise ValueError("sources must name at least one dataset (e.g. 'hitsz_vcm')")
         self.sources = [sources] if isinstance(sources, str) else list(sources)
@@ -49,7 +52,8 @@ class VLDDataManager(compat.import_module("data.datamanager").VideoDataManager):
             consistent_geometry=consistent_geometry)
         self.transform_te = TrackletTransform(height, width, train=False)
         check_method(sample_method)
-        test_method = check_method(test_sample_method or TEST_COUNTERPART.get(sample_method, sample_method))
+        if test_sample_method:
+            check_method(test_sample_method)
         options = dict(min_seq_len=min_seq_len, auxiliary=bupt_auxiliary, trimmed_test=bupt_trimmed_test)
         datasets = {name: self._build(name, root, combineall, split_id, seq_len, sample_method, options, verbose)
                     for name in dict.fromkeys(self.sources + self.targets)}
@@ -61,6 +65,17 @@ class VLDDataManager(compat.import_module("data.datamanager").VideoDataManager):
             train += [t.replace(pid=t[1] + offset, dsetid=dsetid) for t in ds.train]
             pairs += [(v + base, i + base) for v, i in (ds.train_pairs or [])]
             offset += ds.num_train_pids
+        test_methods = {name: self._test_method(ds, sample_method, test_sample_method) for name, ds in datasets.items()}
+        self.val_loader = None
+        if val_ids:
+            test_method = test_methods[self.sources[0]]
+            train, pairs, val_query, val_gallery = carve_validation(train, pairs, val_ids, seed)
+            offset -= val_ids
+            self.val_dataset = {"query": val_query, "gallery": val_gallery}
+            self.val_loader = {
+                split: self._loader(TrackletView(items, seq_len, test_method, self.transform_te),
+                                    batch_size_test, workers, shuffle=False, drop_last=False)
+                for split, items in self.val_dataset.items()}
         self.train_set = train
         self._num_train_pids = offset
         self._num_train_cams = len({(t[3], t[2]) for t in train})
@@ -81,12 +96,26 @@ class VLDDataManager(compat.import_module("data.datamanager").VideoDataManager):
             self._targets[name] = ds
             self.test_dataset[name] = {"query": ds.query, "gallery": ds.gallery}
             self.test_loader[name] = {
-                split: self._loader(TrackletView(items, seq_len, test_method, self.transform_te),
+                split: self._loader(TrackletView(items, seq_len, test_methods[name], self.transform_te),
                                     batch_size_test, workers, shuffle=False, drop_last=False)
                 for split, items in self.test_dataset[name].items()}
         if verbose:
-            print(f"=> VLDDataManager: sources {self.sources} ({self._num_train_pids} ids, {len(train)} tracklets), "
-                  f"targets {self.targets}, sampler {train_sampler}, frames {sample_method}/{test_method} x {seq_len}")
+            held = f", {val_ids} ids held out for validation" if val_ids else ""
+            print(f"=> VLDDataManager: sources {self.sources} ({self._num_train_pids} ids, {len(train)} tracklets{held}), "
+                  f"targets {self.targets}, sampler {train_sampler}, frames {sample_method} (train) / "
+                  f"{', '.join(test_methods[t] for t in self.targets)} (test) x {seq_len}")
+
+    @staticmethod
+    def _test_method(dataset, sample_method, test_sample_method):
+        """Test frames of ``dataset``: ``test_sample_method`` when given; after a method-specific
+        train sampling (restricted_random, sorted_random) the dataset's own protocol method
+        (first_of_chunk for HITSZ-VCM, linspace for BUPTCampus, also in cross-dataset runs);
+        else the train method itself (torchreid's evenly/all)."""
+        if test_sample_method:
+            return test_sample_method
+        if sample_method in TEST_COUNTERPART:
+            return dataset.test_sample_method
+        return sample_method
 
     @classmethod
     def from_config(cls, cfg, **overrides):
