@@ -123,3 +123,10 @@ def test_deterministic_setting_drives_cudnn(tmp_path):
         assert not torch.backends.cudnn.deterministic and torch.backends.cudnn.benchmark
     finally:
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before
+
+
+def test_validation_split_larger_than_training_set_is_one_line(root, tmp_path, capsys):
+    overrides = ["data.root", root, "data.save_dir", str(tmp_path / "run"), "data.val_ids", "99"] + TINY
+    assert main(["--config-file", DEMO] + overrides) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: data.val_ids 99 must be between 1 and ")

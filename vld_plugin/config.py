@@ -68,7 +68,7 @@ def get_default_config():
     cfg.train.batch_size = 32  # tracklets (visible + infrared) per step
     cfg.train.fixbase_epoch = 0
     cfg.train.open_layers = ["classifier"]
-    cfg.train.lr_mult = 25.0  # prompt learner, biases, classifiers and BNNecks
+    cfg.train.lr_mult = 25.0  # names containing bias, classifier (BNNeck heads too) or prompt_learner
     cfg.train.lr_scheduler = "warmup_cosine"
     cfg.train.warmup_epochs = 3
     cfg.train.warmup_factor = 0.01  # warm-up start = lr x this, the same absolute value for every group

@@ -209,8 +209,7 @@ class PairedModalityEngine(compat.engine.Engine):
         if val is not None:
             self._update_selection(val, results, test_kwargs["save_dir"])
         self._report(results, test_kwargs["save_dir"], val)
-        first = next(iter(results.values()))
-        return next(iter(first.values()))["rank1"]
+        return first_rank1(results)
 
     def _update_selection(self, val, results, save_dir):
         """Keep ``best.pth`` and the test results of the epoch with the best mean validation mAP (rank 0)."""
@@ -402,8 +401,7 @@ class PairedModalityEngine(compat.engine.Engine):
         if self.rank != 0:
             return None
         self._report(results, save_dir)
-        first = next(iter(results.values()))
-        return next(iter(first.values()))["rank1"]
+        return first_rank1(results)
 
     def _report(self, results, save_dir, val=None):
         """Print the tables and write ``results.json`` (with the validation-selected epoch's entry when
@@ -419,15 +417,20 @@ class PairedModalityEngine(compat.engine.Engine):
         if self.selection is not None:
             summary[SELECTED_KEY] = self.selection
         save_results_json(summary, os.path.join(save_dir, "results.json"))
+        this_epoch = {**results, **({"validation": val} if val is not None else {})}
         if epoch:
-            save_results_json({**results, **({"validation": val} if val is not None else {})},
-                              os.path.join(save_dir, f"results_epoch{epoch:03d}.json"))
+            save_results_json(this_epoch, os.path.join(save_dir, f"results_epoch{epoch:03d}.json"))
         if self.writer is not None:
-            scalars = {**results, **({"validation": val} if val is not None else {})}
-            for name, per_protocol in scalars.items():
+            for name, per_protocol in this_epoch.items():
                 for protocol, metrics in per_protocol.items():
                     for c, v in metrics.items():
                         self.writer.add_scalar(f"Test/{name}/{protocol}/{c}", float(v), epoch or 0)
+
+
+def first_rank1(results):
+    """Rank-1 of the first protocol of the first target in ``{target: {protocol: metrics}}``."""
+    first = next(iter(results.values()))
+    return next(iter(first.values()))["rank1"]
 
 
 def build_engine(cfg, datamanager, model, use_gpu=True):

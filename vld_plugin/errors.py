@@ -2,6 +2,7 @@
 from .checkpoint import CheckpointError
 from .config import ConfigError
 from .data.base import DatasetFormatError, DatasetNotFoundError, ImageReadError
+from .data.validation import ValidationSplitError
 from .engine import EngineConfigError, NonFiniteLossError
 from .evaluation import EvaluationError
 from .models import PretrainedWeightsError
@@ -14,7 +15,7 @@ DEMO_HINT = (
 )
 
 # exit code 2: the command or its configuration is wrong
-USAGE_ERRORS = (ConfigError, DatasetNotFoundError)
+USAGE_ERRORS = (ConfigError, DatasetNotFoundError, ValidationSplitError)
 # exit code 1: the inputs (files, checkpoints, data) or the run itself went wrong
 USER_ERRORS = (CheckpointError, DatasetFormatError, ImageReadError, EngineConfigError, NonFiniteLossError,
                EvaluationError, PretrainedWeightsError, OptimConfigError)

@@ -21,8 +21,8 @@ class VLDDataManager(compat.import_module("data.datamanager").VideoDataManager):
     ``gallery``; ``protocols(name)`` says which to pair. With ``val_ids`` > 0 that many
     training identities are held out: ``val_loader`` (``query`` = their infrared tracklets,
     ``gallery`` = their visible ones, evaluated with ``validation.VAL_PROTOCOLS``), else None.
-    Loaders return ``img`` as uint8 (B, T, 3, H, W): call :meth:`prepare_batch` to get float normalised (and, in training,
-    randomly erased and channel-augmented) images on the device.
+    Loaders return ``img`` as uint8 (B, T, 3, H, W): call :meth:`prepare_batch` to get float
+    normalised (and, in training, randomly erased and channel-augmented) images on the device.
     """
 
     data_type = "video"

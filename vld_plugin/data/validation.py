@@ -10,6 +10,10 @@ import numpy as np
 from ..modality import INFRARED, VISIBLE
 from .base import Protocol, modality_of
 
+class ValidationSplitError(ValueError):
+    """``data.val_ids`` does not fit the training set; the message is one line."""
+
+
 # query split = the held-out infrared tracklets, gallery split = the held-out visible ones
 VAL_PROTOCOLS = [
     Protocol("infrared-to-visible", "query", INFRARED, "gallery", VISIBLE),
@@ -29,7 +33,7 @@ def carve_validation(train, pairs, num_ids, seed):
     by_modality = {m: {t[1] for t in train if modality_of(t) == m} for m in (VISIBLE, INFRARED)}
     eligible = sorted(by_modality[VISIBLE] & by_modality[INFRARED])
     if not 0 < num_ids < len(pids) or num_ids > len(eligible):
-        raise ValueError(f"data.val_ids {num_ids} must be between 1 and {min(len(eligible), len(pids) - 1)} "
+        raise ValidationSplitError(f"data.val_ids {num_ids} must be between 1 and {min(len(eligible), len(pids) - 1)} "
                          f"(the training set has {len(pids)} identities, {len(eligible)} with both modalities)")
     held = {int(p) for p in np.random.default_rng(seed).choice(eligible, num_ids, replace=False)}
     label = {pid: i for i, pid in enumerate(p for p in pids if p not in held)}
