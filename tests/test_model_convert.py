@@ -3,6 +3,7 @@ import os
 
 import pytest
 import torch
+from vld_plugin.errors import CheckpointError, ConfigError, PretrainedWeightsError
 
 from vld_plugin.models import (
     TINY_OPTIONS, convert_official_state_dict, create_model, download_official_checkpoint,
@@ -52,7 +53,7 @@ def test_official_names_round_trip_to_identical_outputs(tmp_path):
 
 
 def test_foreign_state_dict_is_rejected():
-    with pytest.raises(ValueError, match="not from an official VLD checkpoint"):
+    with pytest.raises(CheckpointError, match="not from an official VLD checkpoint"):
         convert_official_state_dict({"backbone.conv1.weight": torch.zeros(1)})
 
 
@@ -83,8 +84,8 @@ def test_failed_download_says_where_to_put_the_file(tmp_path, monkeypatch):
         raise OSError("Network is unreachable")
 
     monkeypatch.setattr(gdown, "download", offline)
-    with pytest.raises(RuntimeError, match=r"fetch https://drive.google.com/uc\?id=1BIJ.* save it as .*vld_official_bupt.pth"):
+    with pytest.raises(PretrainedWeightsError, match=r"fetch https://drive.google.com/uc\?id=1BIJ.* save it as .*vld_official_bupt.pth"):
         download_official_checkpoint("bupt", cache_dir=str(tmp_path))
     assert not os.listdir(tmp_path)
-    with pytest.raises(ValueError, match="hitsz_vcm"):
+    with pytest.raises(ConfigError, match="hitsz_vcm"):
         download_official_checkpoint("market1501")

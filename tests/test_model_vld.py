@@ -3,6 +3,7 @@ import pytest
 import torch
 
 import vld_plugin  # noqa: F401  (registers the models into torchreid)
+from vld_plugin.errors import ConfigError
 from vld_plugin.compat import models as tr_models
 from vld_plugin.compat import utils as tr_utils
 from vld_plugin.models import TINY_OPTIONS, VLD, create_model
@@ -234,7 +235,7 @@ def test_bad_input_shapes_raise_clear_errors():
 
 
 def test_unknown_option_and_unknown_fusion_are_rejected():
-    with pytest.raises(TypeError, match="unknown model option"):
+    with pytest.raises(ConfigError, match="unknown model option"):
         tiny(hub_start=3)
     with pytest.raises(ValueError, match="vld.temporal_fusion 'lstm' is unknown"):
         tiny(temporal_fusion="lstm")

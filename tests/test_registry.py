@@ -4,6 +4,7 @@ import importlib
 import pytest
 
 import vld_plugin
+from vld_plugin.errors import VLDError
 from vld_plugin import compat, registry
 
 
@@ -25,7 +26,7 @@ def test_a_foreign_object_under_our_name_is_an_error(monkeypatch):
         pytest.skip("no model registered yet")
     name = registry.MODELS[0][0]
     monkeypatch.setitem(compat.model_factory(), name, object())
-    with pytest.raises(ValueError, match=f"different model named '{name}'"):
+    with pytest.raises(VLDError, match=f"different model named '{name}'"):
         vld_plugin.register_all()
 
 

@@ -20,7 +20,9 @@ import sys
 
 from tabulate import tabulate
 
-from .config import ConfigError, load_config
+from .config import load_config
+from .errors import ConfigError
+from .errors import AblationError
 
 PROTOCOLS = ("infrared-to-visible", "visible-to-infrared")
 METRICS = ("rank1", "mAP")
@@ -72,10 +74,6 @@ def _tables():
 TABLES = _tables()
 NAME_KEYS = (("imlp", "imlp"), ("sth", "sth"), ("sta", "sta"), ("hub_start_block", "hub"),
              ("prompt_template", "tpl"))
-
-
-class AblationError(ValueError):
-    """A wrong table or row name, or a run's unusable results.json; the message is one line."""
 
 
 def run_name(cfg):

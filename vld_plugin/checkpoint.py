@@ -10,12 +10,9 @@ import tempfile
 
 import numpy as np
 import torch
+from .errors import CheckpointError
 
 FORMAT = "vld_plugin.checkpoint/1"
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, unreadable or does not fit the model; the message is one line."""
 
 
 def save_checkpoint(state, path):

@@ -10,6 +10,8 @@ import importlib
 import importlib.util
 import warnings
 
+from .errors import MissingDependencyError
+
 SUBMODULES = ("data", "models", "engine", "losses", "metrics", "optim", "utils")
 
 
@@ -23,7 +25,7 @@ def _detect_prefix():
     except ModuleNotFoundError as e:
         if e.name != "torchreid":
             raise  # torchreid is there but one of its own dependencies is missing
-        raise ImportError(
+        raise MissingDependencyError(
             "torchreid is not installed: run `pip install torchreid==0.2.5` "
             "(or install it from source)"
         ) from None

@@ -9,10 +9,7 @@ import os
 
 import yaml
 from yacs.config import CfgNode as CN
-
-
-class ConfigError(ValueError):
-    """A config file or override is wrong; the message is one line meant for the user."""
+from .errors import ConfigError
 
 
 def get_default_config():

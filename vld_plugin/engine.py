@@ -17,24 +17,17 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from . import compat
-from .checkpoint import FORMAT, CheckpointError, load_checkpoint, load_model_state, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import FORMAT, load_checkpoint, load_model_state, rng_state, save_checkpoint, set_rng_state
 from .config import lr_scheduler_kwargs, optimizer_kwargs
 from .distributed import gather_for_loss, gather_objects, rank_and_world, shard_loader
 from .losses import VLDLoss, build_loss
 from .optim import build_lr_scheduler, build_optimizer
+from .errors import CheckpointError, EngineConfigError, NonFiniteLossError
 
 CHECKPOINT_NAME = "checkpoint.pth"
 BEST_NAME = "best.pth"  # weights of the epoch with the best validation mAP (data.val_ids > 0)
 SELECTED_KEY = "selected_by_validation"  # results.json entry of that epoch
 AMP_MODES = ("auto", "bf16", "fp16", "off")
-
-
-class NonFiniteLossError(RuntimeError):
-    """The training loss became NaN or infinite; training stopped before the update."""
-
-
-class EngineConfigError(ValueError):
-    """An engine setting or a batch does not follow the expected contract."""
 
 
 def resolve_amp(mode, device):
@@ -369,7 +362,10 @@ class PairedModalityEngine(compat.engine.Engine):
 
         Query and gallery features are extracted once per target and shared by its protocols.
         """
-        from vld_plugin.evaluation import evaluate_protocols, visualize_protocols
+        from vld_plugin.evaluation import evaluate_protocols
+
+        if visrank:
+            from vld_plugin.evaluation.visualize import visualize_protocols
 
         results = {}
         save_dir = save_dir or self.save_dir

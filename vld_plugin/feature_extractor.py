@@ -9,16 +9,13 @@ sampling, e.g. HITSZ-VCM's first frame of each of ``video.seq_len`` chunks).
 """
 import torch
 
-from .checkpoint import CheckpointError, load_model_state, read_weights
+from .checkpoint import load_model_state, read_weights
 from .config import load_config
 from .data.base import TrackletView
 from .data.sampling import TEST_COUNTERPART, check_method
 from .data.transforms import TrackletTransform, normalize
 from .engine import forward_tracklets, is_torchreid_model
-
-
-class FeatureInputError(ValueError):
-    """A FeatureExtractor argument (tracklets, device) is not in a supported form; the message is one line."""
+from .errors import CheckpointError, FeatureInputError
 
 
 def num_classes_in(state, source):

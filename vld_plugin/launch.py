@@ -11,6 +11,11 @@ import torch
 
 from .config import engine_run_kwargs, load_config
 
+DEMO_HINT = (
+    "datasets/README.md says how to obtain and place the data; "
+    "or try the synthetic demo: python projects/VLD/main.py --config-file configs/vld_demo.yaml"
+)
+
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
@@ -127,7 +132,7 @@ def _run(cfg, rank, world_size):
 
 def main(argv=None):
     """Run the job; returns the process exit code (2 for a configuration or missing-data error)."""
-    from .errors import DEMO_HINT, USAGE_ERRORS, USER_ERRORS, DatasetNotFoundError
+    from .errors import DatasetNotFoundError, VLDError, one_line
 
     args = parse_args(argv)
     try:
@@ -135,11 +140,8 @@ def main(argv=None):
         with tee_stdout(cfg):
             print(f"config written to {os.path.join(cfg.data.save_dir, 'config.yaml')}")
             run(cfg)
-    except USAGE_ERRORS as e:
+    except VLDError as e:
         hint = f"; {DEMO_HINT}" if isinstance(e, DatasetNotFoundError) else ""
-        print(f"error: {e}{hint}", file=sys.stderr)
-        return 2
-    except USER_ERRORS as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        print(f"error: {one_line(e)}{hint}", file=sys.stderr)
+        return e.exit_code
     return 0

@@ -12,6 +12,7 @@ Losses are computed in float32 whatever the autocast dtype of the outputs.
 import torch
 from torch import nn
 from torch.nn import functional as F
+from .errors import EngineConfigError
 
 
 def euclidean_distances(x):
@@ -113,7 +114,7 @@ class VLDLoss(nn.Module):
 
     def forward(self, outputs, targets):
         if not isinstance(outputs, dict):
-            raise TypeError(
+            raise EngineConfigError(
                 f"VLDLoss expects the model's train-mode output dict (logits_*/feat_* tensors), got {type(outputs).__name__}"
             )
         total, logged = 0.0, {}
@@ -124,7 +125,7 @@ class VLDLoss(nn.Module):
                 logged[name] = value.detach()
         if not logged:
             known = ", ".join(t[1] for t in self.terms)
-            raise ValueError(f"model output has none of the loss inputs ({known}); got keys {sorted(outputs)}")
+            raise EngineConfigError(f"model output has none of the loss inputs ({known}); got keys {sorted(outputs)}")
         return total, logged
 
 

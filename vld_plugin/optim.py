@@ -14,12 +14,9 @@ import torch
 from torch.optim.lr_scheduler import LRScheduler
 
 from . import compat
+from .errors import OptimConfigError
 
 BOOSTED_NAME_PARTS = ("bias", "classifier", "prompt_learner")
-
-
-class OptimConfigError(ValueError):
-    """An optimizer or scheduler setting is invalid."""
 
 
 def is_boosted(name):

@@ -9,6 +9,7 @@ import importlib
 from tabulate import tabulate
 
 from . import compat
+from .errors import VLDError
 
 # (torchreid name, "module:attribute")
 VIDEO_DATASETS = [
@@ -33,13 +34,13 @@ def register_all():
         cls = _load(target)
         if datasets.get(name) is not cls:
             if name in datasets:
-                raise ValueError(f"torchreid already has a different video dataset named '{name}'")
+                raise VLDError(f"torchreid already has a different video dataset named '{name}'")
             compat.data.register_video_dataset(name, cls)
     factory = compat.model_factory()
     for name, target in MODELS:
         fn = _load(target)
         if factory.get(name) not in (None, fn):
-            raise ValueError(f"torchreid already has a different model named '{name}'")
+            raise VLDError(f"torchreid already has a different model named '{name}'")
         factory[name] = fn
 
 

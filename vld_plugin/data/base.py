@@ -11,18 +11,7 @@ from .. import compat
 from ..modality import INFRARED, NAMES, VISIBLE
 from .sampling import TEST_COUNTERPART, check_method, sample_indices
 from .transforms import TrackletTransform
-
-
-class DatasetFormatError(ValueError):
-    """An index file is malformed or inconsistent; the message names the file and line."""
-
-
-class DatasetNotFoundError(FileNotFoundError):
-    """A dataset root or index file is missing; the message says where it was looked for."""
-
-
-class ImageReadError(RuntimeError):
-    """A frame is missing or cannot be decoded; the message names the file."""
+from ..errors import DatasetFormatError, DatasetNotFoundError, ImageReadError
 
 
 Protocol = collections.namedtuple(

@@ -3,7 +3,8 @@ import json
 import os
 
 from ..modality import INFRARED, VISIBLE
-from .base import DatasetFormatError, Protocol, Tracklet, VLDVideoDataset
+from ..errors import ConfigError, DatasetFormatError
+from .base import Protocol, Tracklet, VLDVideoDataset
 from .hitsz_vcm import find_root, read_lines
 
 CAMERAS = ("LS3", "G25", "CQ1", "W4", "TSG1", "TSG2")
@@ -35,7 +36,7 @@ class BUPTCampus(VLDVideoDataset):
 
     def __init__(self, root="", auxiliary=False, auxiliary_ir="FakeIR", trimmed_test=False, **kwargs):
         if auxiliary_ir not in ("FakeIR", "IR"):
-            raise ValueError(f"auxiliary_ir must be 'FakeIR' or 'IR', got '{auxiliary_ir}'")
+            raise ConfigError(f"auxiliary_ir must be 'FakeIR' or 'IR', got '{auxiliary_ir}'")
         self.dataset_dir = find_root(os.path.abspath(os.path.expanduser(root)), "data_paths.json",
                                      ("BUPTCampus", "bupt_campus"))
         self.data_dir = os.path.join(self.dataset_dir, "DATA")

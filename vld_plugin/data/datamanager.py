@@ -9,6 +9,7 @@ from .samplers import SAMPLERS
 from .sampling import TEST_COUNTERPART, check_method
 from .transforms import ERASE_FILL, TrackletTransform, channel_augment, normalize, random_erase
 from .validation import carve_validation
+from ..errors import ConfigError
 
 
 class VLDDataManager(compat.import_module("data.datamanager").VideoDataManager):
@@ -35,7 +36,7 @@ class VLDDataManager(compat.import_module("data.datamanager").VideoDataManager):
                  consistent_geometry=False, modality_augment=True, min_seq_len=12, bupt_auxiliary=False,
                  bupt_trimmed_test=False, val_ids=0, num_replicas=None, rank=None, verbose=True):
         if not sources:
-            raise ValueError("sources must name at least one dataset (e.g. 'hitsz_vcm')")
+            raise ConfigError("sources must name at least one dataset (e.g. 'hitsz_vcm')")
         self.sources = [sources] if isinstance(sources, str) else list(sources)
         targets = targets or self.sources
         self.targets = [targets] if isinstance(targets, str) else list(targets)
@@ -80,7 +81,7 @@ class VLDDataManager(compat.import_module("data.datamanager").VideoDataManager):
         self._num_train_pids = offset
         self._num_train_cams = len({(t[3], t[2]) for t in train})
         if train_sampler not in SAMPLERS:
-            raise ValueError(f"unknown train_sampler '{train_sampler}'; choose one of {sorted(SAMPLERS)}")
+            raise ConfigError(f"unknown train_sampler '{train_sampler}'; choose one of {sorted(SAMPLERS)}")
         group = dict(num_instances=num_instances) if train_sampler == "ModalityIdentitySampler" else dict(num_cams=num_cams)
         self.train_sampler = SAMPLERS[train_sampler](
             train, batch_size=batch_size_train, iters_per_epoch=iters_per_epoch, seed=seed,
@@ -127,7 +128,7 @@ class VLDDataManager(compat.import_module("data.datamanager").VideoDataManager):
         factory = compat.video_dataset_factory()
         cls = factory.get(name)
         if cls is None or not issubclass(cls, VLDVideoDataset):
-            raise ValueError(f"VLDDataManager needs a modality-aware dataset (hitsz_vcm, bupt_campus), got '{name}'; "
+            raise ConfigError(f"VLDDataManager needs a modality-aware dataset (hitsz_vcm, bupt_campus), got '{name}'; "
                              "use torchreid's VideoDataManager for other datasets")
         accepted = inspect.signature(cls.__init__).parameters
         extra = {k: v for k, v in options.items() if k in accepted}

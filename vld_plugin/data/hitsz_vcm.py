@@ -3,7 +3,8 @@ import os
 import re
 
 from ..modality import INFRARED, VISIBLE
-from .base import DatasetFormatError, DatasetNotFoundError, Protocol, Tracklet, VLDVideoDataset
+from ..errors import DatasetFormatError, DatasetNotFoundError
+from .base import Protocol, Tracklet, VLDVideoDataset
 
 INDEX_FILES = ("train_name.txt", "track_train_info.txt", "test_name.txt", "track_test_info.txt", "query_IDX.txt")
 NAME_RE = re.compile(r"^(\d{4})M(\d)D(\d+)T(\d+)F(.+)$")

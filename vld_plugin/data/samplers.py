@@ -15,6 +15,7 @@ from torch.utils.data import Sampler
 
 from ..modality import INFRARED, VISIBLE
 from .base import modality_of
+from ..errors import EngineConfigError
 
 
 def _world(num_replicas, rank):
@@ -23,7 +24,7 @@ def _world(num_replicas, rank):
         num_replicas = dist.get_world_size() if initialised else 1
         rank = dist.get_rank() if initialised else 0
     if not 0 <= (rank or 0) < num_replicas:
-        raise ValueError(f"rank {rank} is outside 0..{num_replicas - 1}")
+        raise EngineConfigError(f"rank {rank} is outside 0..{num_replicas - 1}")
     return num_replicas, rank or 0
 
 
@@ -33,7 +34,7 @@ class _PairSampler(Sampler):
 
     def __init__(self, batch_size, group, iters_per_epoch, seed, num_replicas, rank):
         if batch_size % (2 * group) or batch_size < 2 * group:
-            raise ValueError(f"batch size {batch_size} must be a multiple of 2 x {group} (tracklets per identity)")
+            raise EngineConfigError(f"batch size {batch_size} must be a multiple of 2 x {group} (tracklets per identity)")
         self.ids_per_batch = batch_size // (2 * group)
         self.batch_size = batch_size
         self.iters_per_epoch = int(iters_per_epoch)
@@ -47,7 +48,7 @@ class _PairSampler(Sampler):
         self.pids = sorted(eligible)
         need = self.ids_per_batch * self.num_replicas
         if len(self.pids) < need:
-            raise ValueError(f"{type(self).__name__} needs at least {need} eligible identities "
+            raise EngineConfigError(f"{type(self).__name__} needs at least {need} eligible identities "
                              f"({self.ids_per_batch} per batch x {self.num_replicas} ranks), the data has {len(self.pids)}")
 
     def set_epoch(self, epoch):
@@ -130,7 +131,7 @@ class CameraModalitySampler(_PairSampler):
     def __init__(self, data_source, batch_size=32, num_cams=2, iters_per_epoch=200, seed=1,
                  num_replicas=None, rank=None, aligned_pairs=None):
         if aligned_pairs is None:
-            raise ValueError("CameraModalitySampler needs a dataset with aligned visible+infrared pairs "
+            raise EngineConfigError("CameraModalitySampler needs a dataset with aligned visible+infrared pairs "
                              "(bupt_campus); use ModalityIdentitySampler for hitsz_vcm")
         super().__init__(batch_size, num_cams, iters_per_epoch, seed, num_replicas, rank)
         self.num_cams = num_cams

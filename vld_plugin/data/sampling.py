@@ -8,12 +8,14 @@ import math
 
 import numpy as np
 
+from ..errors import ConfigError, DataError
+
 
 def chunks(n, seq_len):
     """The (seq_len, c) chunk table of HITSZ-VCM sampling: c = ceil(n / seq_len) (at least 1);
     the index list is padded with the last index to c * seq_len and cut into seq_len chunks."""
     if n < 1:
-        raise ValueError("cannot sample frames from an empty tracklet")
+        raise DataError("cannot sample frames from an empty tracklet")
     c = max(1, math.ceil(n / seq_len))
     idx = np.arange(c * seq_len, dtype=np.int64)
     return np.minimum(idx, n - 1).reshape(seq_len, c)
@@ -70,7 +72,7 @@ TEST_COUNTERPART = {"restricted_random": "first_of_chunk", "sorted_random": "lin
 def check_method(method):
     """Raise a one-line ValueError for an unknown sampling method name."""
     if method not in METHODS:
-        raise ValueError(f"unknown frame sample method '{method}'; choose one of {sorted(METHODS)}")
+        raise ConfigError(f"unknown frame sample method '{method}'; choose one of {sorted(METHODS)}")
     return method
 
 

@@ -17,7 +17,7 @@ import os
 import cv2
 import numpy as np
 
-from ..config import ConfigError
+from ..errors import ConfigError, OutputError
 
 BUPT_CAMERAS = ("LS3", "G25", "CQ1", "W4", "TSG1", "TSG2")
 
@@ -155,7 +155,7 @@ def _write(path, img, quality):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
-        raise RuntimeError(f"cannot encode a JPEG for {path}")
+        raise OutputError(f"cannot encode a JPEG for {path}")
     buf.tofile(path)
 
 
@@ -196,7 +196,7 @@ def _split_ids(num_ids, fractions):
     counts = [max(1, round(num_ids * f)) for f in fractions]
     first = num_ids - sum(counts)
     if first < 1:
-        raise ValueError(f"--num-ids {num_ids} is too small for the requested splits")
+        raise ConfigError(f"--num-ids {num_ids} is too small for the requested splits")
     return [first] + counts
 
 
@@ -211,9 +211,9 @@ def generate_vcm(root, num_ids=70, seed=1, height=128, width=64, num_cams=4, tes
     tracklets are shorter than ``min_len``.
     """
     if layout not in ("split", "flat"):
-        raise ValueError(f"layout must be 'split' or 'flat', got '{layout}'")
+        raise ConfigError(f"layout must be 'split' or 'flat', got '{layout}'")
     if num_cams < 2:
-        raise ValueError("num_cams must be at least 2 (identities are seen in 2+ cameras per modality)")
+        raise ConfigError("num_cams must be at least 2 (identities are seen in 2+ cameras per modality)")
     n_train, n_test = _split_ids(num_ids, [test_fraction])
     world = _World(seed, height, width)
     info = os.path.join(root, "info")

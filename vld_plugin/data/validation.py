@@ -9,9 +9,7 @@ import numpy as np
 
 from ..modality import INFRARED, VISIBLE
 from .base import Protocol, modality_of
-
-class ValidationSplitError(ValueError):
-    """``data.val_ids`` does not fit the training set; the message is one line."""
+from ..errors import ValidationSplitError
 
 
 # query split = the held-out infrared tracklets, gallery split = the held-out visible ones

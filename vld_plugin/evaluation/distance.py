@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import compat
-from .rank import EvaluationError
+from ..errors import EvaluationError
 
 METRICS = ("inner_product", "euclidean", "cosine")
 

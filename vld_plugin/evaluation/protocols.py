@@ -15,7 +15,8 @@ import torch
 from tabulate import tabulate
 
 from .distance import check_features, compute_distance, rerank_distance
-from .rank import EvaluationError, evaluate_rank
+from ..errors import EvaluationError
+from .rank import evaluate_rank
 
 META_KEYS = ("pids", "camids", "modalities")
 SPLITS = ("query", "gallery")

@@ -12,10 +12,7 @@ by a full query x gallery comparison.
 """
 import numpy as np
 import torch
-
-
-class EvaluationError(ValueError):
-    """Bad input to the evaluation; the message is one line saying what and how to fix it."""
+from ..errors import EvaluationError
 
 
 def _as_tensor(x, name, device=None):

@@ -8,12 +8,19 @@
 import os
 
 import numpy as np
-from matplotlib.figure import Figure
 from PIL import Image, UnidentifiedImageError
+
+from ..errors import EvaluationError, ImageReadError, MissingDependencyError
 
 from .distance import compute_distance
 from .protocols import select_protocol
-from .rank import EvaluationError, check_labels, check_distmat, ranked_gallery
+from .rank import check_labels, check_distmat, ranked_gallery
+
+try:
+    from matplotlib.figure import Figure
+except ModuleNotFoundError:
+    raise MissingDependencyError("the figures of --visrank / test.visrank need matplotlib: "
+                                 "pip install 'vld_plugin[plots]' (or pip install matplotlib)") from None
 
 GREEN, RED, GREY = (0, 170, 0), (220, 0, 0), (160, 160, 160)
 
@@ -31,12 +38,12 @@ def _frames(tracklet, count):
 def _load(path, size):
     h, w = size
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"image {path} does not exist; check data.root and the dataset's files")
+        raise ImageReadError(f"image {path} does not exist; check data.root and the dataset's files")
     try:
         with Image.open(path) as im:
             return np.asarray(im.convert("RGB").resize((w, h), Image.BILINEAR))
     except (UnidentifiedImageError, OSError) as e:
-        raise EvaluationError(f"cannot read image {path} ({e}); the file is corrupt or not an image") from None
+        raise ImageReadError(f"cannot read image {path} ({e}); the file is corrupt or not an image") from None
 
 
 def _cell(paths, size, color, border):

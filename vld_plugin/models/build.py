@@ -3,7 +3,8 @@
 import difflib
 
 from .. import compat
-from ..config import ConfigError, get_default_config
+from ..config import get_default_config
+from ..errors import ConfigError
 from .clip_loader import build_clip
 from .vld import VLD
 
@@ -28,7 +29,7 @@ def create_model(num_classes, pretrained=None, **options):
     opts = model_options(get_default_config())
     unknown = sorted(set(options) - set(opts))
     if unknown:
-        raise TypeError(f"unknown model option(s) {unknown}; valid: {sorted(opts)}")
+        raise ConfigError(f"unknown model option(s) {unknown}; valid: {sorted(opts)}")
     opts.update(options)
     sizes = {key: opts[key] for key in SIZE_KEYS}
     clip = build_clip(opts["clip_name"], opts["image_size"], pretrained, **sizes)

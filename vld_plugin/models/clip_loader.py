@@ -14,10 +14,7 @@ import warnings
 import open_clip
 import torch
 import torch.nn.functional as F
-
-
-class PretrainedWeightsError(RuntimeError):
-    """Pretrained CLIP weights cannot be found, downloaded or loaded; one-line message."""
+from ..errors import ConfigError, PretrainedWeightsError
 
 
 # the size keys of the plugin's ``vld`` config group -> (open_clip config tower, key)
@@ -36,7 +33,7 @@ def clip_config(clip_name, image_size, width=0, layers=0, heads=0, patch_size=0,
     """open_clip's config of ``clip_name`` at ``image_size`` (H, W); non-zero sizes override it."""
     base = open_clip.get_model_config(clip_name)
     if base is None:
-        raise ValueError(f"vld.clip_name '{clip_name}' is not an open_clip model name; "
+        raise ConfigError(f"vld.clip_name '{clip_name}' is not an open_clip model name; "
                          f"use e.g. 'ViT-B-16-quickgelu' (see open_clip.list_models())")
     cfg = copy.deepcopy(base)
     sizes = dict(width=width, layers=layers, patch_size=patch_size, text_width=text_width,
@@ -48,14 +45,14 @@ def clip_config(clip_name, image_size, width=0, layers=0, heads=0, patch_size=0,
     vision = cfg["vision_cfg"]
     if heads:
         if vision["width"] % heads:
-            raise ValueError(f"vld.width {vision['width']} is not divisible by vld.heads {heads}")
+            raise ConfigError(f"vld.width {vision['width']} is not divisible by vld.heads {heads}")
         vision["head_width"] = vision["width"] // heads
     if embed_dim:
         cfg["embed_dim"] = int(embed_dim)
     vision["image_size"] = tuple(int(s) for s in image_size)
     for side, size in zip(("height", "width"), vision["image_size"]):
         if size % vision["patch_size"]:
-            raise ValueError(f"input {side} {size} is not a multiple of the patch size "
+            raise ConfigError(f"input {side} {size} is not a multiple of the patch size "
                              f"{vision['patch_size']}; set data.{side} accordingly")
     return cfg
 

@@ -14,6 +14,7 @@ Unused in their forward and dropped (``UNUSED_PREFIXES``): ``ln_post2.*``, ``log
 ``classifier_proj_STP.*``.
 """
 import os
+from ..errors import CheckpointError, ConfigError, PretrainedWeightsError
 
 
 # (their prefix, our prefix); exact names are listed with no trailing dot
@@ -59,7 +60,7 @@ def convert_official_state_dict(state_dict):
         else:
             out[new] = value
     if unknown:
-        raise ValueError(f"{len(unknown)} parameter names are not from an official VLD checkpoint "
+        raise CheckpointError(f"{len(unknown)} parameter names are not from an official VLD checkpoint "
                          f"(e.g. {unknown[:3]}); is it one of the authors' released files?")
     return out
 
@@ -71,7 +72,7 @@ def to_official_state_dict(state_dict):
     for name, value in state_dict.items():
         new = _rename(name, inverse)
         if new is None:
-            raise ValueError(f"parameter '{name}' has no name in the official VLD model")
+            raise CheckpointError(f"parameter '{name}' has no name in the official VLD model")
         out[new] = value
     return out
 
@@ -86,7 +87,7 @@ def checkpoint_dir():
 def download_official_checkpoint(dataset, cache_dir=None):
     """Fetch the authors' trained VLD for ``dataset`` ('hitsz_vcm' or 'bupt') once; return its path."""
     if dataset not in OFFICIAL_CHECKPOINTS:
-        raise ValueError(f"no official VLD checkpoint for '{dataset}'; choose one of "
+        raise ConfigError(f"no official VLD checkpoint for '{dataset}'; choose one of "
                          f"{sorted(OFFICIAL_CHECKPOINTS)}")
     file_id = OFFICIAL_CHECKPOINTS[dataset]
     cache_dir = cache_dir or checkpoint_dir()
@@ -104,7 +105,7 @@ def download_official_checkpoint(dataset, cache_dir=None):
     else:
         reason = "gdown returned nothing"
     if not result or not os.path.isfile(path + ".part"):
-        raise RuntimeError(f"cannot download the official VLD checkpoint for {dataset} ({reason}); "
+        raise PretrainedWeightsError(f"cannot download the official VLD checkpoint for {dataset} ({reason}); "
                            f"fetch {url} in a browser and save it as {path}")
     os.replace(path + ".part", path)
     return path

@@ -13,6 +13,7 @@ The position embeddings make the result depend on frame order (TAP does not).
 """
 import torch
 import torch.nn as nn
+from ..errors import ConfigError
 
 FUSIONS = ("none", "conv1d", "transformer", "transformer_cls")
 
@@ -46,7 +47,7 @@ class TemporalTransformer(nn.Module):
         if self.cls is not None:
             x = torch.cat([self.cls.to(x.dtype).expand(x.shape[0], -1, -1), x], dim=1)
         if x.shape[1] != self.pos.shape[0]:
-            raise ValueError(f"temporal fusion was built for {self.pos.shape[0] - int(self.cls is not None)} "
+            raise ConfigError(f"temporal fusion was built for {self.pos.shape[0] - int(self.cls is not None)} "
                              f"frames per tracklet (video.seq_len), got {x.shape[1] - int(self.cls is not None)}")
         x = self.layer(x + self.pos.to(x.dtype))
         return x[:, 0] if self.cls is not None else x.mean(1)
@@ -55,7 +56,7 @@ class TemporalTransformer(nn.Module):
 def build_fusion(name, dim, heads, seq_len):
     """The fusion module ``name`` (one of ``FUSIONS``) for D = ``dim``; None for 'none' (TAP)."""
     if name not in FUSIONS:
-        raise ValueError(f"vld.temporal_fusion '{name}' is unknown; choose one of {list(FUSIONS)}")
+        raise ConfigError(f"vld.temporal_fusion '{name}' is unknown; choose one of {list(FUSIONS)}")
     if name == "none":
         return None
     if name == "conv1d":

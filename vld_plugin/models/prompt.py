@@ -10,6 +10,7 @@ import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
 from .last_block import block_at_ends
+from ..errors import ConfigError
 
 # paper Table VII; {} is replaced by the M learnable tokens
 TEMPLATES = {
@@ -23,7 +24,7 @@ TEMPLATES = {
 def template_text(template):
     """The template string of index ``template`` (1-4)."""
     if template not in TEMPLATES:
-        raise ValueError(f"vld.prompt_template must be one of {sorted(TEMPLATES)}, got {template}")
+        raise ConfigError(f"vld.prompt_template must be one of {sorted(TEMPLATES)}, got {template}")
     return TEMPLATES[template]
 
 
@@ -33,7 +34,7 @@ class PromptLearner(nn.Module):
     def __init__(self, num_classes, clip, clip_name, template=4, num_ctx=4):
         super().__init__()
         if num_ctx < 1:
-            raise ValueError(f"vld.num_ctx must be >= 1, got {num_ctx}")
+            raise ConfigError(f"vld.num_ctx must be >= 1, got {num_ctx}")
         text = template_text(template)
         tokenizer = open_clip.get_tokenizer(clip_name)
         tokens = tokenizer([text.format(" ".join(["X"] * num_ctx))])  # (1, context_length)

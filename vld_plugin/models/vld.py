@@ -28,6 +28,7 @@ from torch.utils.checkpoint import checkpoint
 from .fusion import build_fusion
 from .last_block import block_at_ends
 from .prompt import FrozenTextEncoder, PromptLearner
+from ..errors import ConfigError
 
 
 class BNNeck(nn.Module):
@@ -63,18 +64,18 @@ class VLD(nn.Module):
                  hub_start_block=9, prompt_template=4, num_ctx=4, grad_checkpointing=False, temporal_fusion="none"):
         super().__init__()
         if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+            raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
         if sta and not sth:
-            raise ValueError("vld.sta needs vld.sth (STA attends to the hub tokens); "
+            raise ConfigError("vld.sta needs vld.sth (STA attends to the hub tokens); "
                              "set vld.sth True or vld.sta False")
         self.visual = clip.visual
         if not self.visual.transformer.batch_first:
-            raise ValueError("open_clip visual transformer must be batch-first")
+            raise ConfigError("open_clip visual transformer must be batch-first")
         width = self.visual.transformer.width
         layers = len(self.visual.transformer.resblocks)
         heads = self.visual.transformer.resblocks[0].attn.num_heads
         if sth and not 0 <= hub_start_block < layers:
-            raise ValueError(f"vld.hub_start_block must be in [0, {layers - 1}], got {hub_start_block}")
+            raise ConfigError(f"vld.hub_start_block must be in [0, {layers - 1}], got {hub_start_block}")
         self.seq_len = int(seq_len)
         self.hub_start_block = int(hub_start_block)
         self.grad_checkpointing = bool(grad_checkpointing)
@@ -142,10 +143,10 @@ class VLD(nn.Module):
     def forward(self, x):
         """(B, T, 3, H, W) -> training dict (see module doc) or eval feature (B, feature_dim)."""
         if x.dim() != 5:
-            raise ValueError(f"VLD expects (B, T, 3, H, W) input, got shape {tuple(x.shape)}")
+            raise ConfigError(f"VLD expects (B, T, 3, H, W) input, got shape {tuple(x.shape)}")
         b, t = x.shape[:2]
         if self.hub is not None and t != self.seq_len:
-            raise ValueError(f"VLD was built for {self.seq_len} frames per tracklet (video.seq_len) "
+            raise ConfigError(f"VLD was built for {self.seq_len} frames per tracklet (video.seq_len) "
                              f"but got {t}")
         cls_raw, hubs, pre = self._encode(x.flatten(0, 1))
         cls = self.visual.ln_post(cls_raw)
