@@ -4,10 +4,11 @@ One synthetic float32 distance matrix (what the engines produce) of 5,159 querie
 gallery tracklets (427 identities, 12 cameras, identity-clustered features so the metrics
 are not trivial; equal values within a row nudged apart so NumPy's unstable argsort and our
 stable tie rule agree), ranked by both implementations in the same run. The script checks
-that CMC is identical and mAP equal to 1e-12 (float64 summation order), then writes JSON and
-Markdown to benchmarks/results/.
+that CMC is identical and mAP equal to 1e-12 (float64 summation order), then writes
+bench_eval.json and bench_eval.md to ``--out`` (default outside the checkout, see _common.py;
+the recorded run is in benchmarks/results/).
 
-    python benchmarks/bench_eval.py [--repeats 5] [--out benchmarks/results/bench_eval]
+    python benchmarks/bench_eval.py [--repeats 5] [--out benchmarks/results]
 """
 import argparse
 import json
@@ -21,6 +22,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import add_out_argument  # noqa: E402
 from vld_plugin import compat  # noqa: E402
 from vld_plugin.evaluation import evaluate_rank  # noqa: E402
 
@@ -73,13 +76,12 @@ def timed(fn, repeats):
     return out, times
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="timed runs of ours (median reported)")
-    default_out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "bench_eval")
-    parser.add_argument("--out", default=default_out,
-                        help="output path without extension (.json and .md are written)")
-    args = parser.parse_args()
+    add_out_argument(parser)
+    args = parser.parse_args(argv)
+    stem = os.path.join(args.out, "bench_eval")
 
     d, q_pids, g_pids, q_camids, g_camids = synthetic()
     labels = (q_pids, g_pids, q_camids, g_camids)
@@ -110,8 +112,8 @@ def main():
         "check": {"cmc_identical": cmc_identical, "abs_mAP_diff": map_diff,
                   "rank1": float(ours[0][0]), "mAP": ours[1], "mINP": ours[2]},
     }
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out + ".json", "w") as f:
+    os.makedirs(args.out, exist_ok=True)
+    with open(stem + ".json", "w") as f:
         json.dump(result, f, indent=2)
     m = result["machine"]
     lines = [
@@ -126,9 +128,10 @@ def main():
         lines.append(f"| {k} (median of {args.repeats}) | {v:.3f} | {result['speedup_vs_torchreid'][k]:.0f}x |")
     lines += ["", f"Same numbers: CMC identical = {cmc_identical}, |mAP difference| = {map_diff:.2g} "
                   f"(rank-1 {ours[0][0]:.4f}, mAP {ours[1]:.4f}, mINP {ours[2]:.4f})."]
-    with open(args.out + ".md", "w") as f:
+    with open(stem + ".md", "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
+    print(f"written {stem}.json/.md")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Loader throughput per worker: the plugin's HITSZ-VCM pipeline against torchreid's VideoDataset.
 
     python benchmarks/bench_loader.py [--root DIR] [--frame-size 288x144] [--seconds 10]
-                                      [--out benchmarks/results/loader.json]
+                                      [--out benchmarks/results]
 
 Both pipelines read the same synthetic JPEGs (written at --frame-size unless --root is
 given), in one process with one thread (= one data-loader worker), sampling 6 frames per
@@ -9,7 +9,8 @@ training tracklet, resizing to 288x144. Ours: PIL decode + resize + pad/crop/fli
 worker (uint8), then normalisation + random erasing + channel operations batched (timed
 separately, on the CPU here; on a GPU they run on the device). torchreid: PIL decode + its
 train transforms (resize, flip, random_crop, to-tensor, normalise, random erasing) per
-frame. Results go to a JSON file with the machine described.
+frame. Results go to ``<out>/loader.json`` with the machine described (``--out`` defaults to a
+folder outside the checkout, see _common.py; the recorded run is in benchmarks/results/).
 """
 import argparse
 import json
@@ -23,7 +24,9 @@ import PIL
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from _common import add_out_argument  # noqa: E402
 from vld_plugin import compat  # noqa: E402
 from vld_plugin.data import HitszVCM, TrackletView  # noqa: E402
 from vld_plugin.data.synthetic import generate_vcm  # noqa: E402
@@ -61,7 +64,7 @@ def main(argv=None):
     parser.add_argument("--frame-size", default="288x144", help="HxW of the synthetic JPEGs")
     parser.add_argument("--seconds", type=float, default=10.0, help="timing per pipeline")
     parser.add_argument("--seq-len", type=int, default=6)
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "loader.json"))
+    add_out_argument(parser)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     height, width = (int(v) for v in args.frame_size.split("x"))
@@ -105,10 +108,12 @@ def main(argv=None):
         "speedup_worker": round(ours / theirs, 2),
         "speedup_incl_cpu_normalize": round(ours_total / theirs, 2),
     }
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
+    os.makedirs(args.out, exist_ok=True)
+    path = os.path.join(args.out, "loader.json")
+    with open(path, "w") as f:
         json.dump(result, f, indent=2)
     print(json.dumps(result, indent=2))
+    print(f"written {path}")
     if tmp is not None:
         tmp.cleanup()
 

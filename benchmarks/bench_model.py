@@ -15,7 +15,8 @@ Counts are exact and the same on any machine (``torch.utils.flop_counter``):
 Timing: training-mode forward + backward of a batch of B tracklets (bf16 autocast on CUDA).
 The IMLP text encoder runs once per step over all identities, whatever B is, so the baseline
 with IMLP is counted and timed too: vld / (clip_tap + IMLP) is the overhead of STP alone.
-Results go to ``benchmarks/results/bench_model_<device>.json`` with the machine described.
+Results go to ``<out>/bench_model_<device>.json`` with the machine described (``--out`` defaults
+to a folder outside the checkout, see _common.py; the recorded run is in benchmarks/results/).
 """
 import argparse
 import copy
@@ -30,6 +31,8 @@ from tabulate import tabulate
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import add_out_argument  # noqa: E402
 from vld_plugin.models import TINY_OPTIONS, create_model  # noqa: E402
 
 PAPER_BATCH = 32
@@ -117,15 +120,15 @@ def train_step(model, x, amp):
     return run
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch", type=int, default=0, help="tracklets per step (0: 32 on CUDA, 2 on CPU)")
     parser.add_argument("--steps", type=int, default=0, help="timed steps (0: 10 on CUDA, 2 on CPU)")
     parser.add_argument("--num-classes", type=int, default=500, help="identities (HITSZ-VCM: 500)")
     parser.add_argument("--tiny", action="store_true", help="tiny architecture (smoke run)")
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
-    args = parser.parse_args()
+    add_out_argument(parser)
+    args = parser.parse_args(argv)
     device = torch.device(args.device)
     cuda = device.type == "cuda"
     batch = args.batch or (PAPER_BATCH if cuda else 2)

@@ -19,7 +19,8 @@ extrapolated from the mean step time. Peak memory: ``torch.cuda.max_memory_alloc
 GPU, the main process's peak resident set (VmHWM, loader workers excluded) on the CPU. The
 issue's goals (one H200, bf16): a 200-iteration epoch under 40 s, peak memory under 20 GB;
 they are judged on the full model only. Results: ``<out>/bench_train_<device>[_tiny][_gc].json``
-and ``.md`` with the machine described.
+and ``.md`` with the machine described (``--out`` defaults to a folder outside the checkout, see
+_common.py; the recorded runs are in benchmarks/results/).
 """
 import argparse
 import itertools
@@ -34,6 +35,8 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import add_out_argument  # noqa: E402
 from vld_plugin.config import get_default_config  # noqa: E402
 from vld_plugin.data import VLDDataManager  # noqa: E402
 from vld_plugin.data.synthetic import generate_vcm  # noqa: E402
@@ -252,8 +255,7 @@ def main(argv=None):
     parser.add_argument("--tiny", action="store_true", help="tiny architecture (CPU smoke run)")
     parser.add_argument("--grad-checkpointing", action="store_true")
     parser.add_argument("--data-root", default=None, help="synthetic copy to reuse/write (default: a temp dir)")
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"),
-                        help="folder for the JSON and markdown results")
+    add_out_argument(parser)
     args = parser.parse_args(argv)
     report = benchmark(args.device, args.amp, args.batch_size, args.seq_len, args.num_instances, args.iters,
                        args.warmup, args.tiny, args.grad_checkpointing, args.workers, args.num_classes,

@@ -1,4 +1,5 @@
-"""The training benchmark's core on the tiny model (CPU, 2 timed steps): figures positive and consistent."""
+"""The training benchmark's core on the tiny model (CPU, 2 timed steps): figures positive and consistent;
+results go outside the checkout unless ``--out`` says otherwise."""
 import importlib.util
 import os
 
@@ -58,3 +59,23 @@ def test_benchmark_rejects_too_few_classes_for_the_data(data_root):
 def test_benchmark_rejects_unknown_modes():
     with pytest.raises(ValueError, match="unknown mode"):
         load_bench().benchmark("cpu", modes=["bogus"], tiny=True)
+
+
+def snapshot(folder):
+    """{path: mtime} of the files under ``folder``, bytecode caches left out."""
+    return {os.path.join(d, f): os.path.getmtime(os.path.join(d, f))
+            for d, dirs, files in os.walk(folder) if "__pycache__" not in d for f in files}
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_results_go_outside_the_checkout_by_default(data_root, tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("VLD_BENCH_OUT", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    before = snapshot(os.path.join(REPO, "benchmarks"))
+    load_bench().main(["--tiny", "--device", "cpu", "--iters", "1", "--warmup", "0", "--workers", "0",
+                       "--modes", "tensors", "--batch-size", "8", "--num-instances", "2", "--num-classes", "16",
+                       "--data-root", data_root])
+    out = tmp_path / ".cache" / "vld_plugin" / "benchmarks"
+    assert sorted(p.name for p in out.iterdir()) == ["bench_train_cpu_tiny.json", "bench_train_cpu_tiny.md"]
+    assert f"written {out / 'bench_train_cpu_tiny'}.json/.md" in capsys.readouterr().out
+    assert snapshot(os.path.join(REPO, "benchmarks")) == before
