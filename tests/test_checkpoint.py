@@ -1,10 +1,12 @@
 """Atomic, weights-only-loadable checkpoints and RNG state round trips."""
+import errno
 import random
 
 import numpy as np
 import pytest
 import torch
 
+from vld_plugin.errors import OutputError
 from vld_plugin.checkpoint import (CheckpointError, load_checkpoint, load_model_state, rng_state, save_checkpoint,
                                    set_rng_state)
 
@@ -34,10 +36,10 @@ def test_atomic_save_keeps_previous_file_on_failure(tmp_path, monkeypatch):
 
     def broken_save(obj, f):
         f.write(b"partial")
-        raise OSError("disk full")
+        raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(torch, "save", broken_save)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(OutputError, match=r"cannot write checkpoint .*ckpt.pth: No space left on device \(\d+ MB free"):
         save_checkpoint({"w": torch.zeros(3)}, path)
     monkeypatch.undo()
     assert torch.equal(load_checkpoint(path)["w"], torch.ones(3))
@@ -45,7 +47,7 @@ def test_atomic_save_keeps_previous_file_on_failure(tmp_path, monkeypatch):
 
 
 def test_load_errors_are_one_line(tmp_path):
-    with pytest.raises(CheckpointError, match="does not exist; check model.resume"):
+    with pytest.raises(CheckpointError, match="does not exist; check --resume"):
         load_checkpoint(str(tmp_path / "missing.pth"))
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"not a checkpoint")

@@ -45,6 +45,7 @@ def test_train_resume_and_evaluate(root, tmp_path, capsys):
     out = str(tmp_path / "eval")
     assert main(["--config-file", DEMO, "--eval-only", "--visrank", "data.root", root, "data.save_dir", out,
                  "model.load_weights", ckpt] + TINY) == 0
+    out = os.path.join(out, "eval")  # --eval-only writes into <data.save_dir>/eval
     figures = sorted(os.listdir(os.path.join(out, "visrank", "hitsz_vcm")))
     assert figures == ["infrared-to-visible_distances.png", "infrared-to-visible_ranked.png",
                        "visible-to-infrared_distances.png", "visible-to-infrared_ranked.png"]

@@ -2,40 +2,89 @@
 
 A checkpoint is a dict of tensors and plain Python values only (no NumPy objects, no
 classes), written atomically: to a temporary file in the same folder, flushed, then renamed
-over the target, so a crash mid-write leaves the previous checkpoint intact.
+over the target, so a crash mid-write leaves the previous checkpoint intact. Loading checks the
+CRC-32 of every record of the zip file, so damaged bytes are reported instead of loaded.
 """
 import os
 import random
+import shutil
 import tempfile
+import zipfile
 
 import numpy as np
 import torch
-from .errors import CheckpointError
+
+from .errors import CheckpointError, OutputError
 
 FORMAT = "vld_plugin.checkpoint/1"
 
 
+TMP_PREFIX, TMP_SUFFIX = ".tmp-", ".pth"
+
+
 def save_checkpoint(state, path):
-    """Write ``state`` to ``path`` atomically (temporary file + ``os.replace``)."""
+    """Write ``state`` to ``path`` atomically (temporary file + ``os.replace``); OutputError if it cannot."""
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pth", dir=folder)
+    tmp = None
     try:
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=TMP_SUFFIX, dir=folder)
         with os.fdopen(fd, "wb") as f:
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except (OSError, RuntimeError) as e:  # torch reports a failed write (full disk) as a RuntimeError
+        reason = (e.strerror or str(e)) if isinstance(e, OSError) else "the write failed"
+        raise OutputError(f"cannot write checkpoint {path}: {reason} ({free_space(folder)}); "
+                          "free some space or set data.save_dir to another folder") from None
+    finally:
+        if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
-        raise
+
+
+def free_space(folder):
+    """``'N MB free'`` on the filesystem of ``folder`` (or its nearest existing parent), for messages."""
+    while folder and not os.path.exists(folder):
+        folder = os.path.dirname(folder)
+    try:
+        return f"{shutil.disk_usage(folder or '.').free / 2**20:.0f} MB free there"
+    except OSError:
+        return "free space unknown"
+
+
+def remove_stale_temporaries(folder):
+    """Delete partial checkpoint files a killed write left in ``folder``; returns their paths."""
+    if not os.path.isdir(folder):
+        return []
+    stale = [os.path.join(folder, n) for n in sorted(os.listdir(folder))
+             if n.startswith(TMP_PREFIX) and n.endswith(TMP_SUFFIX)]
+    for path in stale:
+        os.remove(path)
+    return stale
+
+
+def verify_checksums(path):
+    """CheckpointError if a record of the zip file ``torch.save`` wrote fails its CRC-32 (damaged bytes);
+    ``torch.load`` itself does not check them."""
+    if not zipfile.is_zipfile(path):
+        return
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise CheckpointError(f"checkpoint {path} is damaged ({e}); use an intact copy") from None
+    if bad is not None:
+        raise CheckpointError(f"checkpoint {path} is damaged: its record {bad} fails the CRC check; use an intact copy")
 
 
 def load_checkpoint(path, map_location="cpu"):
-    """Load a checkpoint dict with ``weights_only=True``; one-line CheckpointError if missing or unreadable."""
+    """Load a checkpoint dict with ``weights_only=True`` after checking its CRCs; one-line
+    CheckpointError if missing, damaged or unreadable."""
     if not os.path.isfile(path):
-        raise CheckpointError(f"checkpoint {path} does not exist; check model.resume / model.load_weights")
+        what = "is a folder, not a file" if os.path.isdir(path) else "does not exist"
+        raise CheckpointError(f"checkpoint {path} {what}; check --resume / model.load_weights")
+    verify_checksums(path)
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # corrupt file, or objects a weights-only load refuses

@@ -291,3 +291,24 @@ def engine_run_kwargs(cfg):
         ranks=list(cfg.test.ranks),
         rerank=cfg.test.rerank,
     )
+
+
+# what a resumed run may change (the optimizer's hyper-parameters and the schedule are rebuilt from
+# them) and what it may not (the optimizer's kind, the model, the loss and the data stream)
+RESUME_APPLIED = ("train.lr", "train.max_epoch", "train.weight_decay", "train.lr_mult", "train.warmup_epochs",
+                  "train.warmup_factor", "train.min_lr_factor", "train.per_group_lr_floor", "train.stepsize",
+                  "train.gamma", "train.grad_clip", "sgd.momentum", "adam.beta1", "adam.beta2")
+RESUME_FIXED = ("model.name", "train.optim", "train.lr_scheduler", "train.batch_size", "train.iters_per_epoch",
+                "sampler.train_sampler", "sampler.num_instances", "sampler.num_cams", "video.seq_len",
+                "video.sample_method", "data.sources", "data.height", "data.width", "data.val_ids", "train.seed")
+
+
+def resume_settings(cfg):
+    """``{"fixed": {key: value}, "applied": {key: value}}``: the settings a checkpoint records for ``--resume``."""
+    def value(key):
+        node = cfg
+        for part in key.split("."):
+            node = node[part]
+        return list(node) if isinstance(node, (list, tuple)) else node
+
+    return {"fixed": {k: value(k) for k in RESUME_FIXED}, "applied": {k: value(k) for k in RESUME_APPLIED}}

@@ -17,12 +17,13 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from . import compat
-from .checkpoint import FORMAT, load_checkpoint, load_model_state, rng_state, save_checkpoint, set_rng_state
-from .config import lr_scheduler_kwargs, optimizer_kwargs
+from .checkpoint import (FORMAT, load_checkpoint, load_model_state, remove_stale_temporaries, rng_state, save_checkpoint,
+                         set_rng_state)
+from .config import lr_scheduler_kwargs, optimizer_kwargs, resume_settings
 from .distributed import gather_for_loss, gather_objects, rank_and_world, shard_loader
 from .losses import VLDLoss, build_loss
 from .optim import build_lr_scheduler, build_optimizer
-from .errors import CheckpointError, EngineConfigError, NonFiniteLossError
+from .errors import CheckpointError, ConfigError, EngineConfigError, NonFiniteLossError, VLDError, one_line
 
 CHECKPOINT_NAME = "checkpoint.pth"
 BEST_NAME = "best.pth"  # weights of the epoch with the best validation mAP (data.val_ids > 0)
@@ -82,10 +83,12 @@ class PairedModalityEngine(compat.engine.Engine):
         criterion: ``(outputs, pids) -> (loss, terms)``; default ``VLDLoss()``.
         amp: ``auto``, ``bf16``, ``fp16`` (with a GradScaler) or ``off``.
         grad_clip: maximum gradient norm; 0 disables clipping.
+        settings: ``{"fixed": {key: value}, "applied": {key: value}}`` stored in checkpoints; a resume
+            refuses a checkpoint whose fixed settings differ and reports the applied ones that changed.
     """
 
     def __init__(self, datamanager, model, optimizer, scheduler=None, criterion=None, use_gpu=True,
-                 amp="auto", grad_clip=0.0, frame_wise=None):
+                 amp="auto", grad_clip=0.0, frame_wise=None, settings=None):
         super().__init__(datamanager, use_gpu)
         self.rank, self.world_size = rank_and_world()
         if self.use_gpu:
@@ -104,6 +107,7 @@ class PairedModalityEngine(compat.engine.Engine):
         self.amp_dtype, use_scaler = resolve_amp(amp, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=use_scaler)
         self.grad_clip = grad_clip
+        self.settings = settings
         self.save_dir = "log"
         self.max_epoch = 0
         self.selection = None  # {epoch, val_mAP, validation, test} of the best validation epoch so far
@@ -168,15 +172,20 @@ class PairedModalityEngine(compat.engine.Engine):
         if self.rank == 0 and self.writer is None:
             self.writer = SummaryWriter(log_dir=save_dir)
         self.start_epoch, self.max_epoch = start_epoch, max_epoch
+        if self.rank == 0:
+            removed = remove_stale_temporaries(save_dir)
+            if removed:
+                print(f"removed {len(removed)} partial checkpoint file(s) left by an interrupted write in {save_dir}")
         rank1 = None
         try:
             for self.epoch in range(start_epoch, max_epoch):
                 self.train(print_freq=print_freq, fixbase_epoch=fixbase_epoch, open_layers=open_layers)
                 done = self.epoch + 1
+                state = self.checkpoint_state()
+                self.write_checkpoint(state, save_dir)  # before evaluation: a fault there costs no training
                 rank1 = None
                 if done == max_epoch or (done >= start_eval and eval_freq > 0 and done % eval_freq == 0):
-                    rank1 = self._evaluate_epoch(test_kwargs)
-                self.save_model(self.epoch, rank1, save_dir)
+                    rank1 = self._evaluate_saved_epoch(test_kwargs, state)
         finally:
             if self.writer is not None:
                 self.writer.close()
@@ -188,6 +197,23 @@ class PairedModalityEngine(compat.engine.Engine):
             print(f"selected by validation: epoch {sel['epoch']} (mean validation mAP {100 * sel['val_mAP']:.2f}%), "
                   f"weights in {os.path.join(save_dir, BEST_NAME)}; its test results (%)\n"
                   + results_table(sel["test"]), flush=True)
+        return rank1
+
+    def _evaluate_saved_epoch(self, test_kwargs, state):
+        """``_evaluate_epoch`` after the epoch's checkpoint ``state`` was written: the random streams
+        are left as saved (so a resumed run continues exactly), a new validation selection is
+        written into the checkpoint, and an error names the checkpoint that kept the epoch."""
+        saved_rng = rng_state()
+        selection = self.selection
+        try:
+            rank1 = self._evaluate_epoch(test_kwargs)
+        except VLDError as e:
+            raise type(e)(f"{one_line(e)} (evaluating after epoch {self.epoch + 1}; the trained epoch is saved "
+                          f"in {self.checkpoint_path()}: fix the cause, then evaluate it with --eval-only "
+                          f"--resume {self.checkpoint_path()} or resume training from it)") from None
+        set_rng_state(saved_rng)
+        if self.rank == 0 and self.selection is not selection:
+            self.write_checkpoint({**state, "selection": self.selection}, test_kwargs["save_dir"])
         return rank1
 
     def _evaluate_epoch(self, test_kwargs):
@@ -256,16 +282,16 @@ class PairedModalityEngine(compat.engine.Engine):
     def checkpoint_path(self, save_dir=None):
         return os.path.join(save_dir or self.save_dir, CHECKPOINT_NAME)
 
-    def save_model(self, epoch, rank1, save_dir, is_best=False):
-        """Write the resume checkpoint for the end of ``epoch`` (rank 0 writes; every rank must call)."""
+    def checkpoint_state(self):
+        """The resume state at the end of the current epoch (every rank must call; None off rank 0)."""
         sampler = self._train_sampler()
         rngs = gather_objects(rng_state())
         if self.rank != 0:
-            return
-        state = {
+            return None
+        return {
             "format": FORMAT,
-            "epoch": epoch + 1,
-            "rank1": None if rank1 is None else float(rank1),
+            "epoch": self.epoch + 1,
+            "settings": self.settings,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
@@ -274,7 +300,12 @@ class PairedModalityEngine(compat.engine.Engine):
             "sampler": sampler.state_dict() if hasattr(sampler, "state_dict") else None,
             "selection": self.selection,
         }
-        save_checkpoint(state, self.checkpoint_path(save_dir))
+
+    def write_checkpoint(self, state, save_dir=None):
+        """Write ``checkpoint_state()`` atomically on rank 0."""
+        if self.rank == 0:
+            save_checkpoint(state, self.checkpoint_path(save_dir))
+
 
     def resume(self, path):
         """Restore everything ``save_model`` wrote; returns the epoch to start from."""
@@ -284,13 +315,17 @@ class PairedModalityEngine(compat.engine.Engine):
                 f"{path} is not a vld_plugin training checkpoint (no resume state); "
                 "use model.load_weights to start from its weights instead"
             )
+        self._check_settings(state.get("settings"), path)
         load_model_state(self.model, state["model"], path)
+        fresh = [{k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups]
         try:
             self.optimizer.load_state_dict(state["optimizer"])
         except ValueError as e:
             raise CheckpointError(f"optimizer state in {path} does not fit this optimizer: {e}") from None
+        for group, hyper in zip(self.optimizer.param_groups, fresh):
+            group.update(hyper)  # this run's lr, weight decay, ...: only the optimizer's moments are restored
         if self.scheduler is not None and state["scheduler"] is not None:
-            self.scheduler.load_state_dict(state["scheduler"])
+            self._restart_schedule(state["scheduler"]["last_epoch"])
         if state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
         sampler = self._train_sampler()
@@ -305,6 +340,32 @@ class PairedModalityEngine(compat.engine.Engine):
         if self.rank == 0:
             print(f"resumed from {path} (epoch {state['epoch']})")
         return state["epoch"]
+
+    def _check_settings(self, saved, path):
+        """Refuse a resume whose fixed settings differ from the checkpoint's; say which others change."""
+        if not saved or not self.settings:
+            return
+        for kind in ("fixed", "applied"):
+            for key, value in self.settings.get(kind, {}).items():
+                old = saved.get(kind, {}).get(key, value)
+                if old == value:
+                    continue
+                if kind == "fixed":
+                    raise ConfigError(f"cannot resume {path} with {key} {value}: it was trained with {key} {old}; "
+                                      f"resume with {key} {old}, or start a new run from its weights with "
+                                      f"model.load_weights {path}")
+                if self.rank == 0:
+                    print(f"resume: {key} {old} -> {value} (applied; the learning-rate schedule is recomputed)")
+
+    def _restart_schedule(self, last_epoch):
+        """Put the scheduler at ``last_epoch`` with this run's settings and set the groups' lr from it."""
+        sched = self.scheduler
+        sched.last_epoch = last_epoch
+        closed_form = getattr(sched, "_get_closed_form_lr", None)
+        lrs = closed_form() if closed_form is not None else sched.get_lr()
+        for group, lr in zip(self.optimizer.param_groups, lrs):
+            group["lr"] = lr
+        sched._last_lr = list(lrs)
 
     # ---------------------------------------------------------------- evaluation
     @torch.no_grad()
@@ -436,4 +497,5 @@ def build_engine(cfg, datamanager, model, use_gpu=True):
     optimizer = build_optimizer(model, lr_mult=cfg.train.lr_mult, **optimizer_kwargs(cfg))
     scheduler = build_lr_scheduler(optimizer, **lr_scheduler_kwargs(cfg))
     return PairedModalityEngine(datamanager, model, optimizer, scheduler, criterion=build_loss(cfg),
-                                use_gpu=use_gpu, amp=cfg.train.amp, grad_clip=cfg.train.grad_clip)
+                                use_gpu=use_gpu, amp=cfg.train.amp, grad_clip=cfg.train.grad_clip,
+                                settings=resume_settings(cfg))
