@@ -17,7 +17,8 @@ import torch
 import yaml
 
 from .config import engine_run_kwargs, load_config
-from .errors import ConfigError, DatasetNotFoundError, OutputError, RunInterrupted, UsageError, VLDError, one_line
+from .errors import (ConfigError, DatasetNotFoundError, MissingDependencyError, OutputError, RunInterrupted, UsageError,
+                     VLDError, one_line)
 
 DEMO_HINT = (
     "datasets/README.md says how to obtain and place the data; "
@@ -124,13 +125,11 @@ def prepare_run(args):
             raise ConfigError(f"data.save_dir {cfg.data.save_dir} holds a checkpoint of model.name {other}, "
                               f"not {cfg.model.name}; set data.save_dir to another folder")
     if cfg.test.visrank:
-        from importlib.util import find_spec
-
-        if find_spec("matplotlib") is None:
-            from .errors import MissingDependencyError
-
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
             raise MissingDependencyError("--visrank / test.visrank draws figures with matplotlib, which is not "
-                                         "installed: pip install 'vld_plugin[plots]' (or pip install matplotlib)")
+                                         "installed: pip install 'vld_plugin[plots]' (or pip install matplotlib)") from None
     set_seed(cfg.train.seed, cfg.train.deterministic)
     prepare_output_dir(cfg.data.save_dir)
     if _rank() == 0:
