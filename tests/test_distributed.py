@@ -38,3 +38,23 @@ def test_two_process_ddp_matches_single_process(tmp_path):
     state = load_checkpoint(str(tmp_path / "ddp" / "checkpoint.pth"))
     assert state["epoch"] == 2 and len(state["rng"]) == 2
     assert proc.stdout.count("epoch 2/2 ") == 1  # one summary line, from rank 0 only
+
+
+@pytest.mark.slow
+def test_a_configuration_error_under_torchrun_is_one_line_printed_once(tmp_path):
+    from vld_plugin.data.synthetic import generate_vcm
+
+    generate_vcm(str(tmp_path / "data" / "HITSZ-VCM"), num_ids=16, seed=3, height=64, width=32, num_cams=3, max_len=14)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    main_py = os.path.join(os.path.dirname(HERE), "projects", "VLD", "main.py")
+    demo = os.path.join(os.path.dirname(HERE), "configs", "vld_demo.yaml")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", main_py,
+           "--config-file", demo, "data.root", str(tmp_path / "data"), "data.save_dir", str(tmp_path / "run"),
+           "data.workers", "0", "train.iters_per_epoch", "2", "train.max_epoch", "1", "train.batch_size", "64"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode != 0
+    assert errors == ["error: ModalityIdentitySampler needs at least 32 eligible identities (16 per batch x 2 ranks), "
+                      "the data has 9"]
+    assert "vld_plugin" not in proc.stderr  # no traceback from our code; torchrun adds its own failure summary
+    assert proc.stdout.count("=> Loaded HitszVCM") == 1  # dataset tables from rank 0 only
