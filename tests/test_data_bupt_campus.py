@@ -67,10 +67,17 @@ def test_trimmed_test_option(tmp_path):
     root = str(tmp_path / "b")
     generate_bupt(root, num_ids=3, seed=1, height=16, width=8, min_len=2, max_len=3, test_fraction=0.34,
                   aux_fraction=0.0 + 0.34)
-    # inflate the gallery past 64 RGB lines by repeating them, as the real set has thousands
-    for name in ("gallery.txt", "query.txt"):
-        g = (lines(root, name) * 140)[:140]
-        open(os.path.join(root, name), "w").write("\n".join(g) + "\n")
+    # inflate the lists past 64 RGB lines, as the real set has thousands: each copy of a line is a
+    # new tracklet id aliasing the same frames (repeated lines would be skipped as duplicates)
+    paths = json.load(open(os.path.join(root, "data_paths.json")))
+    for first, name in ((1000, "gallery.txt"), (2000, "query.txt")):
+        old, new = lines(root, name), []
+        for k in range(140):
+            pid, mod, cam, tid = old[k % len(old)].split()
+            paths[pid][mod][cam][str(first + k)] = paths[pid][mod][cam][tid]
+            new.append(f"{pid} {mod} {cam} {first + k}")
+        open(os.path.join(root, name), "w").write("\n".join(new) + "\n")
+    json.dump(paths, open(os.path.join(root, "data_paths.json"), "w"))
     full = BUPTCampus(root=root, verbose=False)
     trimmed = BUPTCampus(root=root, trimmed_test=True, verbose=False)
     n_rgb = sum(t.modality == VISIBLE for t in full.gallery)

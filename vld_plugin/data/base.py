@@ -1,6 +1,8 @@
 """What the plugin's video datasets share: the Tracklet item, protocols, safe frame reading and
 a torchreid ``VideoDataset`` base that knows modalities."""
 import collections
+import os
+import struct
 
 import numpy as np
 import torch
@@ -47,18 +49,72 @@ def modality_of(item):
     return getattr(item, "modality", -1)
 
 
+# A complete file of these formats ends with its end marker (JPEG EOI, PNG IEND chunk), maybe
+# followed by a few padding bytes; truncation cuts it off.
+END_MARKERS = {"JPEG": b"\xff\xd9", "MPO": b"\xff\xd9", "PNG": b"IEND\xaeB`\x82"}
+TAIL_BYTES = 32
+EXTENSION_FORMATS = {".jpg": ("JPEG", "MPO"), ".jpeg": ("JPEG", "MPO"), ".png": ("PNG",)}
+DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, IndexError, struct.error, Image.DecompressionBombError)
+
+
 def read_frame(path):
-    """Decode an image file to a loaded RGB PIL image; one attempt, a clear error on failure."""
+    """Decode an image file to a loaded RGB PIL image; one attempt, ImageReadError naming the file.
+
+    Raises for a missing, unreadable, undecodable or truncated file and for a file whose format
+    is not its extension's (a PNG named .jpg). Truncation is caught twice: PIL's ``load`` raises
+    (``ImageFile.LOAD_TRUNCATED_IMAGES`` off), and a JPEG/PNG must end with its end marker (its
+    last 32 bytes are read), which also catches a cut through the marker alone and holds when
+    another library has set that PIL flag.
+    """
     try:
-        with Image.open(path) as img:
-            img.load()
-            return img if img.mode == "RGB" else img.convert("RGB")
+        f = open(path, "rb")
     except FileNotFoundError:
         raise ImageReadError(f"image file not found: {path}; "
                              "check the dataset root and that the archive is fully extracted") from None
-    except (OSError, ValueError, SyntaxError):
-        raise ImageReadError(f"cannot decode image {path}: the file is corrupt or not an image; "
-                             "re-extract it from the dataset archive") from None
+    except OSError as e:
+        raise ImageReadError(f"cannot read image file {path}: {e.strerror}; check that it is a readable file") from None
+    with f:
+        try:
+            with Image.open(f) as img:
+                img.load()
+                rgb = img if img.mode == "RGB" else img.convert("RGB")
+                fmt = img.format
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - TAIL_BYTES))
+            tail = f.read()
+        except DECODE_ERRORS as e:
+            cut = "truncated" in str(e).lower()
+            raise ImageReadError(f"cannot decode image {path}: the file is {'truncated' if cut else 'corrupt or not an image'}; "
+                                 "re-extract it from the dataset archive") from None
+    want = EXTENSION_FORMATS.get(os.path.splitext(path)[1].lower())
+    if want and fmt not in want:
+        raise ImageReadError(f"image {path} is a {fmt} file, not {want[0]} as its extension says; "
+                             "re-extract it from the dataset archive")
+    if fmt in END_MARKERS and END_MARKERS[fmt] not in tail:
+        raise ImageReadError(f"image {path} is truncated (no {fmt} end marker); re-extract it from the dataset archive")
+    return rgb
+
+
+def read_text(path):
+    """The text of an index file as UTF-8, a leading BOM dropped; other bytes raise DatasetFormatError with the line."""
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        lineno = data.count(b"\n", 0, e.start) + 1
+        raise DatasetFormatError(f"{path} line {lineno}: byte 0x{data[e.start]:02x} is not UTF-8 text; "
+                                 "save the file as UTF-8 (or re-extract it from the dataset archive)") from None
+
+
+def read_lines(path):
+    """The stripped lines of an index file (UTF-8, BOM allowed); trailing blank lines are dropped."""
+    if not os.path.isfile(path):
+        raise DatasetNotFoundError(f"index file not found: {path}; the dataset's folder is incomplete")
+    lines = [line.strip() for line in read_text(path).split("\n")]
+    while lines and not lines[-1]:
+        lines.pop()
+    return lines
 
 
 def load_item(item, method, seq_len, transform, seed=None, index=0):

@@ -1,11 +1,12 @@
 """BUPTCampus (Du et al., 2023) as a torchreid video dataset. Format: shared/notes/datasets.md."""
 import json
 import os
+import re
 
 from ..modality import INFRARED, VISIBLE
 from ..errors import ConfigError, DatasetFormatError
-from .base import Protocol, Tracklet, VLDVideoDataset
-from .hitsz_vcm import find_root, read_lines
+from .base import Protocol, Tracklet, VLDVideoDataset, read_lines, read_text
+from .hitsz_vcm import find_root
 
 CAMERAS = ("LS3", "G25", "CQ1", "W4", "TSG1", "TSG2")
 TEST_MODALITY = {"RGB": VISIBLE, "IR": INFRARED}
@@ -40,28 +41,30 @@ class BUPTCampus(VLDVideoDataset):
         self.dataset_dir = find_root(os.path.abspath(os.path.expanduser(root)), "data_paths.json",
                                      ("BUPTCampus", "bupt_campus"))
         self.data_dir = os.path.join(self.dataset_dir, "DATA")
-        json_path = os.path.join(self.dataset_dir, "data_paths.json")
+        self.json_path = json_path = os.path.join(self.dataset_dir, "data_paths.json")
         try:
-            with open(json_path) as f:
-                self.paths = json.load(f)
+            self.paths = json.loads(read_text(json_path))
         except json.JSONDecodeError as e:
             raise DatasetFormatError(f"{json_path} is not valid JSON ({e.msg} at line {e.lineno}); re-extract the dataset") from None
+        self._skipped = skipped = {}
         train, pairs = [], []
         offset = self._add_pairs("train.txt", "IR", 0, train, pairs)
         if auxiliary:
             self._add_pairs("train_auxiliary.txt", auxiliary_ir, offset, train, pairs)
         query = self._read_test("query.txt")
         gallery = self._read_test("gallery.txt")
-        skipped = {}
         if trimmed_test:
             query, skipped["query RGB tracklets (trimmed_test)"] = self._trim(query)
             gallery, skipped["gallery RGB tracklets (trimmed_test)"] = self._trim(gallery)
         super().__init__(train, query, gallery, train_pairs=pairs, skipped=skipped, **kwargs)
 
     def _lines(self, name, modalities):
-        """Parsed (pid, modality, camid, tid, path, lineno) of a list file, checked against the JSON."""
+        """Parsed (pid, modality, camid, camera, tid, where) of a list file; blank lines are ignored,
+        repeated lines skipped and counted."""
         path = os.path.join(self.dataset_dir, name)
-        out = []
+        out, seen = [], set()
+        dup_key = f"repeated lines in {name}"
+        self._skipped.setdefault(dup_key, 0)
         for lineno, line in enumerate(read_lines(path), 1):
             if not line:
                 continue
@@ -76,19 +79,34 @@ class BUPTCampus(VLDVideoDataset):
                 raise DatasetFormatError(f"{where}: modality must be {' or '.join(modalities)}, got '{mod}'")
             if cam not in CAMERAS:
                 raise DatasetFormatError(f"{where}: unknown camera '{cam}', expected one of {', '.join(CAMERAS)}")
+            if (pid, mod, cam, tid) in seen:
+                self._skipped[dup_key] += 1
+                continue
+            seen.add((pid, mod, cam, tid))
             out.append((pid, mod, CAMERAS.index(cam), cam, tid, where))
         if not out:
             raise DatasetFormatError(f"{path} is empty: expected one tracklet per line")
         return out
 
     def _frames(self, pid, mod, cam, tid, where, fake=False):
+        """The frame paths of one list line; each must lie in ``<pid>/<mod>/<cam>/`` and be named
+        ``<pid>_<mod>_<cam>_...`` (pid compared as a number)."""
+        mod = "RGB" if fake else mod
+        entry = f"entry [{pid}][{mod}][{cam}][{tid}] in {self.json_path}"
         try:
-            rel = self.paths[pid]["RGB" if fake else mod][cam][tid]
+            rel = self.paths[pid][mod][cam][tid]
         except (KeyError, TypeError):
+            raise DatasetFormatError(f"{where}: no {entry}; the list and the JSON disagree") from None
+        if not rel or not isinstance(rel, list):
+            raise DatasetFormatError(f"{where}: the {entry} lists no frames (expected a list of paths)")
+        n = str(int(pid))
+        c, m = re.escape(cam), re.escape(mod)
+        pattern = re.compile(rf"0*{n}/{m}/{c}/0*{n}_{m}_{c}_")
+        bad = next((r for r in rel if not isinstance(r, str) or not pattern.match(r)), None)
+        if bad is not None:
             raise DatasetFormatError(
-                f"{where}: data_paths.json has no entry [{pid}][{'RGB' if fake else mod}][{cam}][{tid}]") from None
-        if not rel:
-            raise DatasetFormatError(f"{where}: data_paths.json lists no frames for [{pid}][{mod}][{cam}][{tid}]")
+                f"{where}: the {entry} lists frame '{bad}', not one of pid {n}'s {mod} frames of camera {cam} "
+                f"(expected {n}/{mod}/{cam}/{n}_{mod}_{cam}_*); fix data_paths.json")
         if fake:
             rel = [r.replace("/RGB/", "/FakeIR/", 1) for r in rel]
         frames = [os.path.join(self.data_dir, r) for r in rel]

@@ -4,7 +4,7 @@ import re
 
 from ..modality import INFRARED, VISIBLE
 from ..errors import DatasetFormatError, DatasetNotFoundError
-from .base import Protocol, Tracklet, VLDVideoDataset
+from .base import Protocol, Tracklet, VLDVideoDataset, read_lines
 
 INDEX_FILES = ("train_name.txt", "track_train_info.txt", "test_name.txt", "track_test_info.txt", "query_IDX.txt")
 NAME_RE = re.compile(r"^(\d{4})M(\d)D(\d+)T(\d+)F(.+)$")
@@ -21,49 +21,68 @@ def find_root(root, marker, subdirs):
         f"no '{marker}' under any of {candidates}; set data.root to the folder that holds it")
 
 
-def read_lines(path):
-    if not os.path.isfile(path):
-        raise DatasetNotFoundError(f"index file not found: {path}; the dataset's info/ folder is incomplete")
-    with open(path) as f:
-        return [line.strip() for line in f]
-
-
 def read_names(path, image_dir):
-    """Frame paths and (pid, modality) of every line of a name file."""
-    paths, keys = [], []
+    """Frame paths, (pid, modality, camera) keys and raw names of the lines of a name file."""
+    paths, keys, names = [], [], []
     for lineno, line in enumerate(read_lines(path), 1):
         m = NAME_RE.match(line)
         if m is None:
-            raise DatasetFormatError(
-                f"{path} line {lineno}: '{line}' is not a frame name like 0001M2D3T1F1.jpg (pid4 M mod D cam T n F file)")
+            what = "is blank" if not line else f"'{line}' is not a frame name like 0001M2D3T1F1.jpg (pid4 M mod D cam T n F file)"
+            raise DatasetFormatError(f"{path} line {lineno}: {what}; the track files count these lines, fix or remove it")
         pid, mod, cam, _, fname = m.groups()
         folder = "ir" if mod == "1" else "rgb"
         paths.append(os.path.join(image_dir, pid, folder, "D" + cam, fname))
-        keys.append((int(pid), INFRARED if mod == "1" else VISIBLE))
-    return paths, keys
+        keys.append((int(pid), INFRARED if mod == "1" else VISIBLE, int(cam)))
+        names.append(line)
+    return paths, keys, names
 
 
 def read_tracks(path, names_path, names):
-    """Rows (modality, start, end, pid, camid) of a track info file, checked against its name file."""
-    paths, keys = names
+    """Rows (modality, start, end, pid, camid) of a track info file, and the indices of exact duplicate rows.
+
+    Every frame of a row must carry the row's pid, modality and camera in its name, and no two
+    rows may share frames unless they are the same range (a duplicate, skipped by the caller).
+    """
+    paths, keys, frame_names = names
     rows = []
     for lineno, line in enumerate(read_lines(path), 1):
+        where = f"{path} line {lineno}"
         parts = line.split(" ")
         if len(parts) != 5 or not all(p.lstrip("-").isdigit() for p in parts):
-            raise DatasetFormatError(f"{path} line {lineno}: expected 5 integers 'modality start end pid camid', got '{line}'")
+            got = "a blank line" if not line else f"'{line}'"
+            raise DatasetFormatError(
+                f"{where}: expected 5 integers 'modality start end pid camid', got {got}; fix or remove the line")
         mod, start, end, pid, cam = map(int, parts)
         if mod not in TRACK_MODALITY:
-            raise DatasetFormatError(f"{path} line {lineno}: modality must be 1 (infrared) or 2 (visible), got {mod}")
+            raise DatasetFormatError(f"{where}: modality must be 1 (infrared) or 2 (visible), got {mod}")
+        if cam < 1:
+            raise DatasetFormatError(f"{where}: camid must be 1 or more (camera D<camid>), got {cam}")
+        if start > end:
+            raise DatasetFormatError(f"{where}: frame range {start}-{end} is inverted (start after end); fix the row")
         if not 1 <= start <= end <= len(paths):
             raise DatasetFormatError(
-                f"{path} line {lineno}: frame range {start}-{end} is outside 1-{len(paths)} (the lines of {names_path})")
-        if keys[start - 1] != (pid, TRACK_MODALITY[mod]):
+                f"{where}: frame range {start}-{end} is outside 1-{len(paths)} (the lines of {names_path})")
+        want = (pid, TRACK_MODALITY[mod], cam)
+        bad = next((k for k in range(start - 1, end) if keys[k] != want), None)
+        if bad is not None:
             raise DatasetFormatError(
-                f"{path} line {lineno}: pid {pid}/modality {mod} disagrees with {names_path} line {start}")
+                f"{where}: frame '{frame_names[bad]}' ({names_path} line {bad + 1}) disagrees with the row's pid {pid}, "
+                f"modality {mod}, camera D{cam}: the range {start}-{end} runs into another tracklet's frames; fix the row")
         rows.append((TRACK_MODALITY[mod], start, end, pid, cam))
     if not rows:
         raise DatasetFormatError(f"{path} is empty: expected one tracklet per line")
-    return rows
+    duplicates, prev = set(), None
+    for i in sorted(range(len(rows)), key=lambda i: (rows[i][1], rows[i][2], i)):
+        if prev is not None and rows[i][1:3] == rows[prev][1:3]:
+            duplicates.add(i)
+            continue
+        if prev is not None and rows[i][1] <= rows[prev][2]:
+            first, second = sorted((prev, i))
+            raise DatasetFormatError(
+                f"{path} line {second + 1}: frame range {rows[second][1]}-{rows[second][2]} overlaps line {first + 1} "
+                f"({rows[first][1]}-{rows[first][2]}); a frame belongs to one tracklet, fix the ranges")
+        prev = i
+    return rows, duplicates
 
 
 def read_query(path, num_rows, track_path):
@@ -109,7 +128,8 @@ class HitszVCM(VLDVideoDataset):
             track_path = os.path.join(info, f"track_{part}_info.txt")
             image_dir = os.path.join(self.dataset_dir, part.capitalize()) if split else self.dataset_dir
             names = read_names(names_path, image_dir)
-            data[part] = (read_tracks(track_path, names_path, names), track_path)
+            rows, duplicates = read_tracks(track_path, names_path, names)
+            data[part] = (rows, track_path, duplicates)
             paths[part] = names[0]
         query_rows = read_query(os.path.join(info, "query_IDX.txt"), len(data["test"][0]), data["test"][1])
         bad = [i + 1 for i in sorted(query_rows) if data["test"][0][i][0] != INFRARED]
@@ -124,12 +144,17 @@ class HitszVCM(VLDVideoDataset):
         super().__init__(train, query, gallery, skipped=skipped, **kwargs)
 
     def _tracklets(self, part, data, paths, skipped, keep_row):
-        rows, track_path = data[part]
+        rows, track_path, duplicates = data[part]
         out = []
         key = f"{part} tracklets shorter than {self.min_seq_len} frames"
+        dup_key = f"duplicate rows in {os.path.basename(track_path)}"
         skipped.setdefault(key, 0)
+        skipped.setdefault(dup_key, 0)
         for i, (mod, start, end, pid, cam) in enumerate(rows):
             if keep_row is not None and not keep_row(i):
+                continue
+            if i in duplicates:
+                skipped[dup_key] += 1
                 continue
             if end - start + 1 < self.min_seq_len:
                 skipped[key] += 1
