@@ -128,6 +128,21 @@ def test_a_fault_during_evaluation_keeps_the_trained_epoch(root, tmp_path, capsy
     assert err[0] in open(run / log[0]).read()  # the error is in the run's log too
 
 
+def test_a_full_disk_while_writing_results_keeps_the_trained_epoch(root, tmp_path, capsys, monkeypatch):
+    import json as json_module
+
+    def no_space(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(json_module, "dump", no_space)
+    run = tmp_path / "run"
+    code, _, err = cli(base(root, run), capsys)
+    assert code == 1 and len(err) == 1
+    assert err[0].startswith(f"error: cannot write {run}/results.json: No space left on device; free some space")
+    assert load_checkpoint(str(run / "checkpoint.pth"))["epoch"] == 1
+    assert not [n for n in os.listdir(run) if n.endswith(".tmp")]
+
+
 def test_a_data_loader_worker_error_is_the_same_one_line(root, tmp_path, capsys):
     data = tmp_path / "data"
     shutil.copytree(root, data)

@@ -15,7 +15,7 @@ import torch
 from tabulate import tabulate
 
 from .distance import check_features, compute_distance, rerank_distance
-from ..errors import EvaluationError
+from ..errors import EvaluationError, OutputError
 from .rank import evaluate_rank
 
 META_KEYS = ("pids", "camids", "modalities")
@@ -116,9 +116,15 @@ def save_results_json(results, path):
     """Write ``{dataset: {protocol: metrics}}`` (other JSON-ready entries may sit beside) as JSON,
     atomically (fractions; NaN written as null)."""
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
     tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(_json_ready(results), f, indent=2)
-    os.replace(tmp, path)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with open(tmp, "w") as f:
+            json.dump(_json_ready(results), f, indent=2)
+        os.replace(tmp, path)
+    except OSError as e:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise OutputError(f"cannot write {path}: {e.strerror or e}; free some space or set data.save_dir "
+                          "to another folder") from None
     return path
