@@ -49,11 +49,11 @@ def test_ranked_retrieval_bad_images(tmp_path):
     q_paths, g_paths = tracklets(tmp_path, "q", 1), tracklets(tmp_path, "g", 2)
     g_paths[1][0] = str(tmp_path / "missing.jpg")
     args = (np.array([[0.2, 0.1]]), q_paths, g_paths, [1], [1, 2], str(tmp_path / "r.png"))
-    with pytest.raises(ImageReadError, match="missing.jpg does not exist"):
+    with pytest.raises(ImageReadError, match="image file not found: .*missing.jpg"):
         plot_ranked_retrieval(*args, gallery_frames=4)
     g_paths[1][0] = str(tmp_path / "corrupt.jpg")
     (tmp_path / "corrupt.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
-    with pytest.raises(ImageReadError, match="corrupt.jpg .*corrupt or not an image"):
+    with pytest.raises(ImageReadError, match="cannot decode image .*corrupt.jpg: the file is .*corrupt or not an image"):
         plot_ranked_retrieval(*args, gallery_frames=4)
     with pytest.raises(EvaluationError, match="1 query / 1 gallery tracklets given for a 1x2 distmat"):
         plot_ranked_retrieval(args[0], q_paths, g_paths[:1], *args[3:])

@@ -8,9 +8,10 @@
 import os
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from ..errors import EvaluationError, ImageReadError, MissingDependencyError
+from ..data.base import read_frame
+from ..errors import EvaluationError, MissingDependencyError
 
 from .distance import compute_distance
 from .protocols import select_protocol
@@ -37,13 +38,7 @@ def _frames(tracklet, count):
 
 def _load(path, size):
     h, w = size
-    if not os.path.isfile(path):
-        raise ImageReadError(f"image {path} does not exist; check data.root and the dataset's files")
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB").resize((w, h), Image.BILINEAR))
-    except (UnidentifiedImageError, OSError) as e:
-        raise ImageReadError(f"cannot read image {path} ({e}); the file is corrupt or not an image") from None
+    return np.asarray(read_frame(path).resize((w, h), Image.BILINEAR))
 
 
 def _cell(paths, size, color, border):
