@@ -21,8 +21,7 @@ import sys
 from tabulate import tabulate
 
 from .config import load_config
-from .errors import ConfigError
-from .errors import AblationError
+from .errors import AblationError, VLDError, one_line
 
 PROTOCOLS = ("infrared-to-visible", "visible-to-infrared")
 METRICS = ("rank1", "mAP")
@@ -294,9 +293,9 @@ def main(argv=None):
             return 0
         entries, markdown, md_path, json_path = run_ablation(args.config_file, args.tables, args.opts, args.root,
                                                              args.rows, args.rerun)
-    except (ConfigError, AblationError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except VLDError as e:
+        print(f"error: {one_line(e)}", file=sys.stderr)
+        return e.exit_code
     print(markdown)
     print(f"combined table written to {md_path} and {json_path}")
     return 1 if any(e.get("failed") for e in entries) else 0
