@@ -362,4 +362,12 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    from ..errors import VLDError, one_line
+
+    try:
+        main()
+    except VLDError as e:
+        print(f"error: {one_line(e)}", file=sys.stderr)
+        sys.exit(e.exit_code)
