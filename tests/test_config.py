@@ -39,6 +39,34 @@ def test_unknown_key_in_opts_names_key_and_closest():
     assert str(e.value) == "unknown config key 'train.lrr' in the command line; did you mean 'train.lr'?"
 
 
+@pytest.mark.parametrize("typo, meant", [
+    ("train.learning_rate", "train.lr"),  # initials
+    ("train.max_epochs", "train.max_epoch"),  # plural
+    ("train.epochs", "train.max_epoch"),
+    ("data.save-dir", "data.save_dir"),  # - for _
+    ("data.num_workers", "data.workers"),
+    ("model.pretrain", "model.pretrained"),  # prefix
+    ("trian.lr", "train.lr"),  # group typo
+    ("optimizer.lr", "train.lr"),  # unknown group: the key of that name anywhere
+    ("vld.numctx", "vld.num_ctx"),
+    ("vld.head", "vld.heads"),
+    ("loss.vdl.lambda1", "loss.vld.lambda1"),
+    ("test.rank", "test.ranks"),
+    ("test.evall_freq", "test.eval_freq"),
+    ("sampler.instances", "sampler.num_instances"),
+])
+def test_typo_suggests_the_key_meant(typo, meant):
+    with pytest.raises(ConfigError) as e:
+        load_config("", [typo, "1"])
+    assert str(e.value) == f"unknown config key '{typo}' in the command line; did you mean '{meant}'?"
+
+
+def test_no_suggestion_for_a_key_like_none():
+    with pytest.raises(ConfigError) as e:
+        load_config("", ["foo.qqq", "1"])
+    assert str(e.value) == "unknown config key 'foo.qqq' in the command line"
+
+
 def test_unknown_key_in_file_names_file(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("model:\n  nmae: resnet50\n")

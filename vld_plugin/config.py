@@ -2,9 +2,11 @@
 
 Groups follow torchreid's ``scripts/default_config.py`` (``model``, ``data``, ``sampler``,
 ``video``, ``train``, ``sgd``, ``adam``, ``loss``, ``test``); the ``vld`` group holds the
-method's own switches. Defaults reproduce the authors' recipe on HITSZ-VCM.
+method's own switches. Defaults reproduce the authors' recipe on HITSZ-VCM. ``load_config``
+rejects unknown keys (suggesting the closest) and, through ``check_config``, values no run can use.
 """
 import difflib
+import math
 import os
 
 import yaml
@@ -134,23 +136,112 @@ def get_default_config():
 
 
 def _known_keys(node, prefix=""):
+    """The dotted names of every value (not group) under ``node``."""
     keys = []
     for name, value in node.items():
         full = f"{prefix}{name}"
-        keys.append(full)
-        if isinstance(value, CN):
-            keys.extend(_known_keys(value, full + "."))
+        keys.extend(_known_keys(value, full + ".") if isinstance(value, CN) else [full])
     return keys
 
 
-def _check_key(cfg, full_key, where):
+def _get(cfg, full_key):
+    node = cfg
+    for part in full_key.split("."):
+        node = node[part]
+    return node
+
+
+def _likeness(typed, known):
+    """(rank, similarity) of a mistyped key component to a known one: rank 3 the same up to case,
+    '-', '_' and a plural s; 2 one holds the other or the initials match ('learning_rate' ~ 'lr');
+    1 similar."""
+    a, b = (s.lower().replace("-", "").replace("_", "").removesuffix("s") for s in (typed, known))
+    ratio = difflib.SequenceMatcher(None, a, b).ratio()
+    initials = ["".join(w[0] for w in s.lower().replace("-", "_").split("_") if w) for s in (typed, known)]
+    short, long = sorted((a, b), key=len)
+    if a == b:
+        return 3, ratio
+    if (len(short) >= 3 and short in long) or initials[0] == b or initials[1] == a:
+        return 2, ratio
+    return int(ratio >= 0.6), ratio
+
+
+def closest_key(cfg, full_key):
+    """The known key ``full_key`` most likely means, or None: its last component compared with
+    those of its group (or of the closest group name) first, then with all keys."""
+    keys, groups = _known_keys(cfg), list(cfg)
+    group, last = full_key.split(".")[0], full_key.split(".")[-1]
+    if group not in groups:
+        group = next(iter(difflib.get_close_matches(group, groups, n=1, cutoff=0.6)), None)
+    for pool in ([k for k in keys if k.split(".")[0] == group], keys):
+        score, best = max(((_likeness(last, k.split(".")[-1]), k) for k in pool), default=((0, 0), None))
+        if score[0]:
+            return best
+    return None
+
+
+def _check_key(cfg, full_key, where, hint=""):
     node = cfg
     for part in full_key.split("."):
         if not isinstance(node, CN) or part not in node:
-            close = difflib.get_close_matches(full_key, _known_keys(cfg), n=1, cutoff=0.5)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
+            close = closest_key(cfg, full_key)
+            hint = hint or (f"; did you mean '{close}'?" if close else "")
             raise ConfigError(f"unknown config key '{full_key}' in {where}{hint}")
         node = node[part]
+
+
+def _list_syntax(values):
+    """How a list is written as one command-line value: ['a','b'] / [1,5]."""
+    return "[" + ",".join(repr(v) for v in values) + "]"
+
+
+def _several_values_hint(cfg, opts, i):
+    """For a stray word at ``opts[i]`` right after a list key's value: how to give both values."""
+    key = opts[i - 2] if i >= 2 else None
+    if key in _known_keys(cfg) and isinstance(_get(cfg, key), (list, tuple)):
+        return f"; several values of {key} go in one argument: {key} \"{_list_syntax(opts[i - 1:i + 1])}\""
+    return ""
+
+
+TYPE_NAMES = {bool: "True or False", int: "an integer", float: "a number", str: "a string"}
+ITEM_NAMES = {int: "integers", float: "numbers", str: "strings"}
+
+
+def _coerce(full_key, current, raw, where):
+    """``raw`` made fit the type of ``current`` where the intent is clear: a single value of a
+    list key becomes a one-element list, an int a float, 'true'/'false' a bool; ConfigError
+    when the type is wrong."""
+    value = CN._decode_cfg_value(raw)  # what yacs makes of it
+    if isinstance(current, CN):
+        raise ConfigError(f"bad value in {where}: '{full_key}' is a group of keys, not a value")
+    if isinstance(current, (list, tuple)):
+        if isinstance(value, str) and value.lstrip().startswith("["):  # [a, b]: a list in YAML's syntax
+            try:
+                value = yaml.safe_load(value)
+            except yaml.YAMLError:
+                pass
+            if not isinstance(value, list):
+                raise ConfigError(f"bad value in {where}: {full_key} {raw!r} is not a list; "
+                                  f"write it as {full_key} \"{_list_syntax(current)}\"")
+        return value if isinstance(value, (list, tuple)) else [value]
+    if isinstance(current, float) and type(value) is int:
+        return float(value)
+    if isinstance(current, bool) and str(value).lower() in ("true", "false"):
+        return str(value).lower() == "true"
+    if type(value) is not type(current):
+        raise ConfigError(f"bad value in {where}: {full_key} must be {TYPE_NAMES[type(current)]} "
+                          f"(default {current!r}), got {value!r}")
+    return raw
+
+
+def _coerce_tree(cfg, tree, where, prefix=""):
+    for name, value in tree.items():
+        if value is None and isinstance(cfg[name], CN):  # a group whose keys are all commented out
+            tree[name] = {}
+        elif isinstance(value, dict) and isinstance(cfg[name], CN):
+            _coerce_tree(cfg[name], value, where, f"{prefix}{name}.")
+        else:
+            tree[name] = _coerce(prefix + name, cfg[name], value, where)
 
 
 def _flatten(tree, prefix=""):
@@ -173,6 +264,8 @@ def _merge_file(cfg, path, chain=()):
         raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"config file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text; save it as UTF-8") from None
     if not isinstance(tree, dict):
         raise ConfigError(f"config file {path} must hold a mapping of groups to keys")
     base = tree.pop("_BASE_", None)
@@ -180,6 +273,7 @@ def _merge_file(cfg, path, chain=()):
         _merge_file(cfg, os.path.join(os.path.dirname(path), base), chain + (path,))
     for key in _flatten(tree):
         _check_key(cfg, key, path)
+    _coerce_tree(cfg, tree, path)
     _merge(cfg, lambda: cfg.merge_from_other_cfg(CN(tree)), path)
 
 
@@ -187,17 +281,22 @@ def load_config(config_file="", opts=(), cfg=None):
     """Defaults, then ``config_file`` (YAML, may name a ``_BASE_`` file), then ``opts``
     (``[KEY, VALUE, ...]``); returned frozen.
 
-    Raises ConfigError with one line naming a wrong key and the closest valid one.
+    A list key takes a single value as a one-element list. Raises ConfigError with one line
+    naming a wrong key and the closest valid one, or a wrong value (see :func:`check_config`).
     """
     cfg = cfg if cfg is not None else get_default_config()
     if config_file:
         _merge_file(cfg, os.path.abspath(config_file))
     opts = list(opts)
+    for i in range(0, len(opts) - 1, 2):
+        _check_key(cfg, opts[i], "the command line", _several_values_hint(cfg, opts, i))
     if len(opts) % 2:
-        raise ConfigError(f"overrides must come as KEY VALUE pairs; '{opts[-1]}' has no value")
-    for key in opts[::2]:
-        _check_key(cfg, key, "the command line")
+        hint = _several_values_hint(cfg, opts, len(opts) - 1)
+        raise ConfigError(f"overrides must come as KEY VALUE pairs; '{opts[-1]}' has no value{hint}")
+    for i in range(0, len(opts), 2):
+        opts[i + 1] = _coerce(opts[i], _get(cfg, opts[i]), opts[i + 1], "the command line")
     _merge(cfg, lambda: cfg.merge_from_list(opts), "the command line")
+    check_config(cfg)
     cfg.freeze()
     return cfg
 
@@ -207,6 +306,143 @@ def _merge(cfg, merge, where):
         merge()
     except (ValueError, KeyError, AssertionError) as e:
         raise ConfigError(f"bad value in {where}: {e}") from None
+
+
+NO_WEIGHTS = ("", "none", "false")  # model.pretrained values that mean random init
+# model.pretrained values that give a torchreid model its ImageNet weights ('openai', the
+# default, too, so that changing model.name alone works)
+TORCHREID_WEIGHTS = ("imagenet", "openai")
+OPTIMIZERS = ("adamw", "adam", "sgd")  # optim.build_optimizer
+LR_SCHEDULERS = ("warmup_cosine", "single_step", "multi_step", "cosine")  # optim.build_lr_scheduler
+TRANSFORMS = ("random_crop", "random_flip", "random_erase")  # data.datamanager
+POOLING = ("avg",)  # temporal average pooling: the only one (VLD's TAP, torchreid models frame-wise)
+LOSSES = ("vld",)  # the engine's only loss (CE + WRT for torchreid models)
+
+RULES = {
+    "> 0": lambda v: v > 0,
+    ">= 0": lambda v: v >= 0,
+    "in [0, 1]": lambda v: 0 <= v <= 1,
+    "in [0, 1)": lambda v: 0 <= v < 1,
+    "in [0, 2**32 - 1]": lambda v: 0 <= v < 2 ** 32,
+    "finite": lambda v: True,  # every number is checked to be finite
+}
+# the range of every number (of every element for a list) but vld.prompt_template (see value_choices);
+# test.eval_freq <= 0 means "after the last epoch only"
+RANGES = {
+    "data.workers": ">= 0", "data.split_id": ">= 0", "data.height": "> 0", "data.width": "> 0",
+    "data.norm_mean": "finite", "data.norm_std": "> 0", "data.min_seq_len": ">= 0", "data.val_ids": ">= 0",
+    "sampler.num_instances": "> 0", "sampler.num_cams": "> 0", "video.seq_len": "> 0",
+    "train.lr": "> 0", "train.weight_decay": ">= 0", "train.max_epoch": "> 0", "train.start_epoch": ">= 0",
+    "train.iters_per_epoch": "> 0", "train.batch_size": "> 0", "train.fixbase_epoch": ">= 0",
+    "train.lr_mult": "> 0", "train.warmup_epochs": ">= 0", "train.warmup_factor": "in [0, 1]",
+    "train.min_lr_factor": "in [0, 1]", "train.stepsize": "> 0", "train.gamma": "> 0",
+    "train.grad_clip": ">= 0", "train.print_freq": "> 0", "train.seed": "in [0, 2**32 - 1]",
+    "sgd.momentum": "in [0, 1]", "sgd.dampening": "in [0, 1]", "adam.beta1": "in [0, 1)", "adam.beta2": "in [0, 1)",
+    "loss.vld.lambda1": ">= 0", "loss.vld.lambda2": ">= 0", "loss.vld.lambda3": ">= 0",
+    "test.batch_size": "> 0", "test.ranks": "> 0", "test.eval_freq": "finite", "test.start_eval": ">= 0",
+    "test.visrank_topk": "> 0",
+    "vld.width": ">= 0", "vld.layers": ">= 0", "vld.heads": ">= 0", "vld.patch_size": ">= 0",
+    "vld.embed_dim": ">= 0", "vld.text_width": ">= 0", "vld.text_layers": ">= 0", "vld.text_heads": ">= 0",
+    "vld.hub_start_block": ">= 0", "vld.num_ctx": "> 0",
+}
+LENGTHS = {"data.norm_mean": 3, "data.norm_std": 3}  # RGB
+NOT_EMPTY = ("data.sources", "data.save_dir", "test.ranks", "train.stepsize")
+
+
+def value_choices():
+    """Allowed values of the enumerated keys, taken from the modules that define them."""
+    import open_clip
+
+    from . import compat
+    from .data.base import VLDVideoDataset
+    from .data.datamanager import VLDDataManager
+    from .data.samplers import SAMPLERS
+    from .data.sampling import METHODS
+    from .engine import AMP_MODES
+    from .evaluation.distance import METRICS
+    from .models.fusion import FUSIONS
+    from .models.prompt import TEMPLATES
+
+    datasets = [name for name, cls in compat.video_dataset_factory().items()
+                if isinstance(cls, type) and issubclass(cls, VLDVideoDataset)]  # what VLDDataManager takes
+    return {
+        "data.type": (VLDDataManager.data_type,), "data.sources": datasets, "data.targets": datasets,
+        "data.transforms": TRANSFORMS, "sampler.train_sampler": SAMPLERS, "video.sample_method": METHODS,
+        "video.test_sample_method": [""] + list(METHODS), "video.pooling_method": POOLING,
+        "train.optim": OPTIMIZERS, "train.lr_scheduler": LR_SCHEDULERS, "train.amp": AMP_MODES, "loss.name": LOSSES,
+        "test.dist_metric": METRICS, "vld.clip_name": open_clip.list_models(), "vld.prompt_template": TEMPLATES,
+        "vld.temporal_fusion": FUSIONS,
+    }
+
+
+def _is_number(v):
+    return type(v) in (int, float) and math.isfinite(v)
+
+
+def _choice_error(key, value, allowed, is_list):
+    names = sorted(map(str, allowed))
+    if len(names) > 10:
+        close = difflib.get_close_matches(str(value), names, n=3, cutoff=0.3)
+        what = f"closest: {', '.join(close)}" if close else f"choose one of {len(names)} names"
+    else:
+        what = "choose from " + ", ".join(repr(n) for n in allowed)
+    several = f"; several go as {key} \"{_list_syntax(names[:2])}\"" if is_list else ""
+    return ConfigError(f"{key} {value!r} is unknown; {what}{several}")
+
+
+def check_config(cfg):
+    """Raise ConfigError, one line naming the key, its value and what is allowed, for a value no
+    run can use: types of list items, ranges of numbers, enumerations, model.pretrained."""
+    from .models.build import check_model_name
+
+    check_model_name(cfg.model.name)
+    defaults = get_default_config()
+    for key in _known_keys(defaults):
+        value, default = _get(cfg, key), _get(defaults, key)
+        if isinstance(default, (list, tuple)) and default:
+            kind = type(default[0])
+            if not all(type(v) is kind or (kind is float and type(v) is int) for v in value):
+                raise ConfigError(f"{key} must be a list of {ITEM_NAMES[kind]}, got {value!r}; "
+                                  f"write it as {key} \"{_list_syntax(default)}\"")
+    for key in NOT_EMPTY:
+        if not _get(cfg, key):
+            raise ConfigError(f"{key} must not be empty, got {_get(cfg, key)!r} (default {_get(defaults, key)!r})")
+    for key, size in LENGTHS.items():
+        if len(_get(cfg, key)) != size:
+            raise ConfigError(f"{key} must have {size} values, got {list(_get(cfg, key))!r}")
+    for key, rule in RANGES.items():
+        value = _get(cfg, key)
+        if not all(_is_number(v) and RULES[rule](v) for v in (value if isinstance(value, (list, tuple)) else [value])):
+            raise ConfigError(f"{key} must be {rule}, got {value!r} (default {_get(defaults, key)!r})")
+    for key, allowed in value_choices().items():
+        value = _get(cfg, key)
+        for v in (value if isinstance(value, (list, tuple)) else [value]):
+            if v not in allowed:
+                raise _choice_error(key, v, allowed, isinstance(value, (list, tuple)))
+    group = "num_instances" if cfg.sampler.train_sampler == "ModalityIdentitySampler" else "num_cams"
+    if cfg.train.batch_size % (2 * cfg.sampler[group]):
+        raise ConfigError(f"train.batch_size {cfg.train.batch_size} must be a multiple of 2 x sampler.{group} "
+                          f"({cfg.sampler.train_sampler}: {2 * cfg.sampler[group]} tracklets per identity)")
+    if not cfg.test.evaluate and cfg.train.start_epoch >= cfg.train.max_epoch:
+        raise ConfigError(f"train.start_epoch {cfg.train.start_epoch} leaves nothing to train: it must be below "
+                          f"train.max_epoch {cfg.train.max_epoch} (to continue a run, use --resume)")
+    _check_pretrained(cfg.model.name, cfg.model.pretrained)
+
+
+def _check_pretrained(name, value):
+    """A VLD model takes 'openai', none or an existing file; a torchreid model imagenet or none.
+    (Whether a torchreid model's ImageNet weights are at hand is checked when it is built.)"""
+    from .models.build import BUILDERS
+
+    text = value.strip()
+    if text.lower() in NO_WEIGHTS:
+        return
+    if name not in BUILDERS and text.lower() not in TORCHREID_WEIGHTS:
+        raise ConfigError(f"model.pretrained '{value}' does not fit torchreid model {name}: use imagenet "
+                          f"(its ImageNet weights) or none; load a trained checkpoint with model.load_weights")
+    if name in BUILDERS and text != "openai" and not os.path.isfile(text):
+        raise ConfigError(f"model.pretrained '{value}' is not 'openai', 'none' or an existing file (CLIP weights "
+                          f"of {name}); give the path of OpenAI's ViT-B-16.pt or set model.pretrained none")
 
 
 def videodata_kwargs(cfg):

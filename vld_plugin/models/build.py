@@ -1,10 +1,16 @@
 """Builders of ``vld`` and ``clip_tap``: from the plugin config, or through torchreid's
 ``build_model(name, num_classes, loss, pretrained, use_gpu)``."""
+import contextlib
 import difflib
+import os
+import urllib.parse
+
+import torch
+from torch.utils import model_zoo
 
 from .. import compat
-from ..config import get_default_config
-from ..errors import ConfigError
+from ..config import NO_WEIGHTS, get_default_config
+from ..errors import ConfigError, PretrainedWeightsError
 from .clip_loader import build_clip
 from .vld import VLD
 
@@ -57,21 +63,64 @@ def build_clip_tap(num_classes, loss="softmax", pretrained=True, use_gpu=True, *
 BUILDERS = {"vld": build_vld, "clip_tap": build_clip_tap}
 
 
+def check_model_name(name):
+    """``name`` if it is a VLD model or in torchreid's model factory, else ConfigError naming the closest."""
+    names = set(BUILDERS) | set(compat.model_factory())
+    if name not in names:
+        close = difflib.get_close_matches(name, sorted(names), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else f"; choose one of {sorted(names)}"
+        raise ConfigError(f"model.name '{name}' is neither a VLD model nor a torchreid model{hint}")
+    return name
+
+
 def build_model_from_config(cfg, num_classes):
     """The model named ``cfg.model.name``.
 
     ``vld`` / ``clip_tap``: sizes and switches from ``cfg.vld``, weights from ``cfg.model.pretrained``,
     input ``cfg.data.height`` x ``cfg.data.width``, T = ``cfg.video.seq_len``. Any other name is
     built by torchreid's ``build_model`` (``loss='triplet'``, so it returns logits and features for
-    CE + WRT; ImageNet weights unless ``model.pretrained`` is ``none``); the engine runs it frame-wise.
+    CE + WRT; ImageNet weights unless ``model.pretrained`` is ``none``, only if already downloaded:
+    see :func:`cached_weights_only`); the engine runs it frame-wise.
     """
-    name = cfg.model.name
+    name = check_model_name(cfg.model.name)
     if name in BUILDERS:
         return BUILDERS[name](num_classes, pretrained=cfg.model.pretrained, **model_options(cfg))
-    factory = compat.model_factory()
-    if name not in factory:
-        close = difflib.get_close_matches(name, list(factory), n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else f"; choose one of {sorted(factory)}"
-        raise ConfigError(f"model.name '{name}' is neither a VLD model nor a torchreid model{hint}")
-    pretrained = str(cfg.model.pretrained).lower() not in ("none", "", "false")
-    return compat.models.build_model(name, num_classes, loss="triplet", pretrained=pretrained, use_gpu=False)
+    pretrained = str(cfg.model.pretrained).strip().lower() not in NO_WEIGHTS
+    with cached_weights_only(name) if pretrained else contextlib.nullcontext():
+        return compat.models.build_model(name, num_classes, loss="triplet", pretrained=pretrained, use_gpu=False)
+
+
+@contextlib.contextmanager
+def cached_weights_only(name):
+    """While torchreid builds model ``name``: ImageNet weights already downloaded load as usual;
+    a download (torch's ``load_url``, gdown for OSNet) raises PretrainedWeightsError instead, one
+    line naming the URL and the file to put it in (offline, torchreid's would be a long traceback)."""
+    def missing(url, path):
+        return PretrainedWeightsError(
+            f"the ImageNet weights of torchreid model {name} are not downloaded: fetch {url} "
+            f"to {path}, or set model.pretrained none for random init")
+
+    def load_url(url, model_dir=None, *args, **kwargs):
+        folder = model_dir or os.path.join(torch.hub.get_dir(), "checkpoints")  # where torch caches it
+        path = os.path.join(folder, kwargs.get("file_name") or os.path.basename(urllib.parse.urlparse(url).path))
+        if not os.path.isfile(path):
+            raise missing(url, path)
+        return original(url, model_dir, *args, **kwargs)
+
+    def download(url=None, output=None, *args, **kwargs):  # torchreid calls it only for a missing file
+        raise missing(url, output)
+
+    try:
+        import gdown
+    except ImportError:
+        gdown = None
+    original, saved = model_zoo.load_url, gdown.download if gdown else None
+    model_zoo.load_url = load_url
+    if gdown:
+        gdown.download = download
+    try:
+        yield
+    finally:
+        model_zoo.load_url = original
+        if gdown:
+            gdown.download = saved
