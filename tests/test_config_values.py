@@ -2,6 +2,7 @@
 types, model.name and model.pretrained; torchreid ImageNet weights only from the cache."""
 import ast
 import os
+import urllib.error
 
 import gdown
 import pytest
@@ -256,15 +257,28 @@ def test_model_pretrained_values(tmp_path):
     ("resnet18", os.path.join("hub", "checkpoints", "resnet18-5c106cde.pth"), "conv1.weight"),  # torch's load_url
     ("osnet_x0_25", os.path.join("checkpoints", "osnet_x0_25_imagenet.pth"), "conv1.conv.weight"),  # gdown
 ])
-def test_torchreid_imagenet_weights_only_from_the_cache(name, cached, parameter, tmp_path, monkeypatch):
+def test_torchreid_imagenet_weights_offline_are_one_line(name, cached, parameter, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    path = tmp_path / cached
+    real_load_url = model_zoo.load_url
+
+    def offline_load_url(url, *args, **kwargs):  # what urllib does without a network, unless cached
+        if not path.exists():
+            raise urllib.error.URLError("[Errno -2] Name or service not known")
+        return real_load_url(url, *args, **kwargs)
+
+    def offline_download(*args, **kwargs):
+        raise OSError("Name or service not known")
+
+    monkeypatch.setattr(model_zoo, "load_url", offline_load_url)
+    monkeypatch.setattr(gdown, "download", offline_download)
     load_url, download = model_zoo.load_url, gdown.download
     cfg = load_config("", ["model.name", name, "model.pretrained", "imagenet"])
-    path = tmp_path / cached
     with pytest.raises(PretrainedWeightsError) as e:
         build_model_from_config(cfg, 4)
     message = str(e.value)
-    assert message.startswith(f"the ImageNet weights of torchreid model {name} are not downloaded: fetch http")
+    assert message.startswith(f"cannot download the ImageNet weights of torchreid model {name} (")
+    assert "Name or service not known" in message and "): fetch http" in message
     assert f" to {path}, or set model.pretrained none" in message and "\n" not in message
     assert not path.exists()  # nothing downloaded
     assert (model_zoo.load_url, gdown.download) == (load_url, download)  # put back

@@ -79,36 +79,45 @@ def build_model_from_config(cfg, num_classes):
     ``vld`` / ``clip_tap``: sizes and switches from ``cfg.vld``, weights from ``cfg.model.pretrained``,
     input ``cfg.data.height`` x ``cfg.data.width``, T = ``cfg.video.seq_len``. Any other name is
     built by torchreid's ``build_model`` (``loss='triplet'``, so it returns logits and features for
-    CE + WRT; ImageNet weights unless ``model.pretrained`` is ``none``, only if already downloaded:
-    see :func:`cached_weights_only`); the engine runs it frame-wise.
+    CE + WRT; ImageNet weights unless ``model.pretrained`` is ``none``;
+    a failed download is one line: see :func:`download_errors_as_one_line`); the engine runs it frame-wise.
     """
     name = check_model_name(cfg.model.name)
     if name in BUILDERS:
         return BUILDERS[name](num_classes, pretrained=cfg.model.pretrained, **model_options(cfg))
     pretrained = str(cfg.model.pretrained).strip().lower() not in NO_WEIGHTS
-    with cached_weights_only(name) if pretrained else contextlib.nullcontext():
+    with download_errors_as_one_line(name) if pretrained else contextlib.nullcontext():
         return compat.models.build_model(name, num_classes, loss="triplet", pretrained=pretrained, use_gpu=False)
 
 
 @contextlib.contextmanager
-def cached_weights_only(name):
-    """While torchreid builds model ``name``: ImageNet weights already downloaded load as usual;
-    a download (torch's ``load_url``, gdown for OSNet) raises PretrainedWeightsError instead, one
-    line naming the URL and the file to put it in (offline, torchreid's would be a long traceback)."""
-    def missing(url, path):
+def download_errors_as_one_line(name):
+    """While torchreid builds model ``name``: its ImageNet weights download (torch's ``load_url``,
+    gdown for OSNet) as usual, but a failed download (offline) raises PretrainedWeightsError, one
+    line naming the URL and the file to put it in, instead of torchreid's long traceback."""
+    def missing(url, path, reason):
         return PretrainedWeightsError(
-            f"the ImageNet weights of torchreid model {name} are not downloaded: fetch {url} "
+            f"cannot download the ImageNet weights of torchreid model {name} ({reason}): fetch {url} "
             f"to {path}, or set model.pretrained none for random init")
 
     def load_url(url, model_dir=None, *args, **kwargs):
         folder = model_dir or os.path.join(torch.hub.get_dir(), "checkpoints")  # where torch caches it
         path = os.path.join(folder, kwargs.get("file_name") or os.path.basename(urllib.parse.urlparse(url).path))
-        if not os.path.isfile(path):
-            raise missing(url, path)
-        return original(url, model_dir, *args, **kwargs)
+        if os.path.isfile(path):
+            return original(url, model_dir, *args, **kwargs)
+        try:
+            return original(url, model_dir, *args, **kwargs)
+        except Exception as e:  # urllib's assorted network errors
+            raise missing(url, path, str(e).splitlines()[0] if str(e) else type(e).__name__) from None
 
     def download(url=None, output=None, *args, **kwargs):  # torchreid calls it only for a missing file
-        raise missing(url, output)
+        try:
+            result = saved(url, output, *args, **kwargs)
+        except Exception as e:  # gdown's assorted network and Drive-quota errors
+            raise missing(url, output, str(e).splitlines()[0] if str(e) else type(e).__name__) from None
+        if not result:
+            raise missing(url, output, "gdown returned nothing")
+        return result
 
     try:
         import gdown
