@@ -73,3 +73,20 @@ def test_model_state_mismatch_is_named():
     good = {k: v + 1 for k, v in model.state_dict().items()}
     load_model_state(model, good, "y.pth")
     assert torch.equal(model[0].bias, good["0.bias"])
+
+
+def test_damaged_bytes_are_reported_not_loaded(tmp_path):
+    path = tmp_path / "ckpt.pth"
+    save_checkpoint({"w": torch.arange(50000, dtype=torch.float32)}, str(path))
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # inside the tensor's record: torch.load alone would load it silently
+    damaged = tmp_path / "damaged.pth"
+    damaged.write_bytes(bytes(data))
+    assert not torch.equal(torch.load(damaged, weights_only=True)["w"], torch.arange(50000, dtype=torch.float32))
+    with pytest.raises(CheckpointError, match=r"damaged\.pth is damaged: its record .*/data/0 fails the CRC check"):
+        load_checkpoint(str(damaged))
+    cut = tmp_path / "cut.pth"
+    cut.write_bytes(bytes(data[: len(data) // 3]))
+    with pytest.raises(CheckpointError, match=r"cut\.pth"):
+        load_checkpoint(str(cut))
+    assert torch.equal(load_checkpoint(str(path))["w"], torch.arange(50000, dtype=torch.float32))
