@@ -27,6 +27,7 @@ from .errors import CheckpointError, ConfigError, EngineConfigError, NonFiniteLo
 
 CHECKPOINT_NAME = "checkpoint.pth"
 BEST_NAME = "best.pth"  # weights of the epoch with the best validation mAP (data.val_ids > 0)
+RESUME_KEYS = ("epoch", "model", "optimizer", "scheduler", "scaler", "rng", "sampler")  # what resume reads
 SELECTED_KEY = "selected_by_validation"  # results.json entry of that epoch
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 
@@ -308,13 +309,17 @@ class PairedModalityEngine(compat.engine.Engine):
 
 
     def resume(self, path):
-        """Restore everything ``save_model`` wrote; returns the epoch to start from."""
+        """Restore everything ``checkpoint_state`` saved; returns the epoch to start from."""
         state = load_checkpoint(path)
         if state.get("format") != FORMAT:
             raise CheckpointError(
                 f"{path} is not a vld_plugin training checkpoint (no resume state); "
                 "use model.load_weights to start from its weights instead"
             )
+        missing = [k for k in RESUME_KEYS if k not in state]
+        if missing:
+            raise CheckpointError(f"{path} lacks the resume state {missing}; it is incomplete: use an intact "
+                                  "checkpoint, or model.load_weights to start from its weights")
         self._check_settings(state.get("settings"), path)
         load_model_state(self.model, state["model"], path)
         fresh = [{k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups]
