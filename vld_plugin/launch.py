@@ -66,6 +66,20 @@ def set_seed(seed, deterministic=True):
     torch.backends.cudnn.benchmark = not deterministic
 
 
+def configure_threads(workers):
+    """Unless OMP_NUM_THREADS or MKL_NUM_THREADS says otherwise, give torch at most ``cores - workers - 1``
+    intra-op threads (at least 1, never more than its default), so compute threads and data-loader
+    workers do not oversubscribe the cores; returns the number. (On 2 cores torch's default of 2
+    threads made demo epochs 1.1-12x slower than 1 thread whenever anything else wanted a core, and
+    1.4x faster only on an idle machine: benchmarks/results/bench_threads.md.)"""
+    if os.environ.get("OMP_NUM_THREADS") or os.environ.get("MKL_NUM_THREADS"):
+        return torch.get_num_threads()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    threads = max(1, min(torch.get_num_threads(), cores - workers - 1))
+    torch.set_num_threads(threads)
+    return threads
+
+
 def _rank():
     return int(os.environ.get("RANK", "0"))
 
@@ -131,6 +145,7 @@ def prepare_run(args):
             raise MissingDependencyError("--visrank / test.visrank draws figures with matplotlib, which is not "
                                          "installed: pip install 'vld_plugin[plots]' (or pip install matplotlib)") from None
     set_seed(cfg.train.seed, cfg.train.deterministic)
+    configure_threads(cfg.data.workers)
     prepare_output_dir(cfg.data.save_dir)
     if _rank() == 0:
         try:
