@@ -10,6 +10,7 @@ import os
 import random
 import signal
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -90,9 +91,8 @@ def prepare_output_dir(path):
         raise OutputError(f"data.save_dir {path} is a file, not a folder; set data.save_dir to a folder")
     try:
         os.makedirs(path, exist_ok=True)
-        with open(os.path.join(path, ".write-test"), "w") as f:
-            f.write("ok")
-        os.remove(os.path.join(path, ".write-test"))
+        with tempfile.TemporaryFile(dir=path) as probe:  # a unique name: ranks may probe at once
+            probe.write(b"ok")
     except OSError as e:
         raise OutputError(f"cannot write into data.save_dir {path}: {e.strerror or e}; "
                           "set data.save_dir to a writable folder") from None
