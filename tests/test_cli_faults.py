@@ -260,3 +260,19 @@ def test_threads_leave_room_for_the_loader_workers(monkeypatch):
         assert configure_threads(0) == 3 and torch.get_num_threads() == 3
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_interrupt_line_names_only_a_checkpoint_this_run_can_resume(root, trained, tmp_path):
+    from vld_plugin.launch import interrupted_line, parse_args, prepare_run
+
+    args = parse_args(base(root, trained) + ["train.lr", "1e-3 "])
+    cfg = prepare_run(args)
+    ckpt = os.path.join(trained, "checkpoint.pth")
+    # the folder's checkpoint is older than this run: it belongs to another run
+    assert interrupted_line(cfg, args, "stopped by Ctrl-C", time.time() + 1) == (
+        "stopped by Ctrl-C before the first epoch ended; nothing to resume (run the same command again)")
+    line = interrupted_line(cfg, args, "stopped by Ctrl-C", 0)
+    assert line.startswith(f"stopped by Ctrl-C; the last checkpoint is {ckpt} (after epoch 1 of 1); resume with: ")
+    assert line.endswith(f"--resume {ckpt} {' '.join(base(root, trained)[2:])} train.lr '1e-3 '")  # shell-quoted
+    resumed = prepare_run(parse_args(base(root, tmp_path / "r") + ["--resume", ckpt]))
+    assert f"the last checkpoint is {ckpt} " in interrupted_line(resumed, args, "stopped by SIGTERM", time.time() + 1)

@@ -8,6 +8,7 @@ import argparse
 import contextlib
 import os
 import random
+import shlex
 import signal
 import sys
 import tempfile
@@ -287,8 +288,9 @@ def _on_sigterm(signum, frame):
     raise RunInterrupted("stopped by SIGTERM")
 
 
-def interrupted_line(cfg, args, how):
-    """The line printed when the run is interrupted: where the last checkpoint is and how to resume."""
+def interrupted_line(cfg, args, how, started):
+    """The line printed when the run (begun at time ``started``) is interrupted: where the last
+    checkpoint is and how to resume."""
     from .engine import CHECKPOINT_NAME
 
     if cfg is None:
@@ -296,7 +298,9 @@ def interrupted_line(cfg, args, how):
     if cfg.test.evaluate:
         return f"{how} during evaluation; nothing to resume (run the same command again)"
     path = os.path.join(cfg.data.save_dir, CHECKPOINT_NAME)
-    if not os.path.isfile(path):
+    if not (os.path.isfile(path) and os.path.getmtime(path) >= started):
+        path = cfg.model.resume  # this run wrote none: the one it resumed from, if any
+    if not path:
         return f"{how} before the first epoch ended; nothing to resume (run the same command again)"
     try:
         epoch = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("epoch")
@@ -305,15 +309,15 @@ def interrupted_line(cfg, args, how):
     command = ["python", "projects/VLD/main.py"]
     if args.config_file:
         command += ["--config-file", args.config_file]
-    command += ["--resume", path] + [o if o and " " not in o else repr(o) for o in args.opts]
+    command += ["--resume", path] + list(args.opts)
     return (f"{how}; the last checkpoint is {path} (after epoch {epoch} of {cfg.train.max_epoch}); "
-            f"resume with: {' '.join(command)}")
+            f"resume with: {shlex.join(command)}")
 
 
 def main(argv=None):
     """Run the job; returns the process exit code (0; 2 for usage and configuration errors; 1 for
     data and runtime faults; 130 / 143 after Ctrl-C / SIGTERM)."""
-    cfg, args, rank = None, None, _rank()
+    cfg, args, rank, started = None, None, _rank(), time.time()
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         with contextlib.ExitStack() as stack:
@@ -328,7 +332,7 @@ def main(argv=None):
             except (KeyboardInterrupt, RunInterrupted) as e:
                 how = "stopped by Ctrl-C" if isinstance(e, KeyboardInterrupt) else str(e)
                 if rank == 0:
-                    report_error(interrupted_line(cfg, args, how), log)
+                    report_error(interrupted_line(cfg, args, how, started), log)
                 return 130 if isinstance(e, KeyboardInterrupt) else 128 + signal.SIGTERM
             except VLDError as e:
                 hint = f"; {DEMO_HINT}" if isinstance(e, DatasetNotFoundError) else ""
