@@ -1,4 +1,4 @@
-"""BUPTCampus (Du et al., 2023) as a torchreid video dataset. Format: shared/notes/datasets.md."""
+"""BUPTCampus (Du et al., 2023) as a torchreid video dataset. Layout and index format: datasets/README.md, section BUPTCampus."""
 import json
 import os
 import re

@@ -1,4 +1,4 @@
-"""HITSZ-VCM (Lin et al., CVPR 2022) as a torchreid video dataset. Format: shared/notes/datasets.md."""
+"""HITSZ-VCM (Lin et al., CVPR 2022) as a torchreid video dataset. Layout and index format: datasets/README.md, section HITSZ-VCM."""
 import os
 import re
 
