@@ -1,5 +1,8 @@
 """Importing the plugin registers its datasets and models into torchreid, idempotently."""
 import importlib
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -37,3 +40,14 @@ def test_cli_prints_registration_table(python_runner):
     for kind, name, target in registry.registered():
         row = next(line for line in result.stdout.splitlines() if f" {name} " in line)
         assert row.split()[-1] == "yes" and target in row
+
+
+def test_importing_the_package_loads_neither_the_engine_nor_matplotlib():
+    # (TensorBoard is imported by torchreid's own engine package, which registration needs)
+    code = ("import sys, vld_plugin; "
+            "print(sorted(m for m in ('matplotlib', 'vld_plugin.engine') if m in sys.modules)); "
+            "print(vld_plugin.FeatureExtractor.__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["[]", "FeatureExtractor"]

@@ -8,4 +8,11 @@ __version__ = "0.1.0"
 
 register_all()
 
-from .feature_extractor import FeatureExtractor  # noqa: E402
+
+def __getattr__(name):
+    """``vld_plugin.FeatureExtractor``, imported on first use (it pulls in the engine and TensorBoard)."""
+    if name == "FeatureExtractor":
+        from .feature_extractor import FeatureExtractor
+
+        return FeatureExtractor
+    raise AttributeError(f"module 'vld_plugin' has no attribute '{name}'")
