@@ -163,6 +163,8 @@ def test_cross_dataset_targets_each_evaluated(tmp_path):
 def test_cuhk03_metric_fails_clearly(tmp_path):
     with pytest.raises(EngineConfigError, match="use_metric_cuhk03 does not apply"):
         make_engine().run(save_dir=str(tmp_path), test_only=True, use_metric_cuhk03=True)
+    with pytest.raises(EngineConfigError, match="use_metric_cuhk03 does not apply"):
+        make_engine().test(save_dir=str(tmp_path), use_metric_cuhk03=True)
 
 
 def test_rerank_changes_the_distances_but_not_the_protocols(tmp_path):

@@ -458,6 +458,8 @@ class PairedModalityEngine(compat.engine.Engine):
 
         Returns None on ranks other than 0.
         """
+        if use_metric_cuhk03:
+            raise EngineConfigError("use_metric_cuhk03 does not apply to video re-id; set it to False")
         save_dir = save_dir or self.save_dir
         results = self.evaluate_targets(dist_metric, normalize_feature, visrank, visrank_topk, save_dir, ranks, rerank)
         if self.rank != 0:

@@ -6,7 +6,6 @@ from ..modality import INFRARED, VISIBLE
 from ..errors import DatasetFormatError, DatasetNotFoundError
 from .base import Protocol, Tracklet, VLDVideoDataset, read_lines
 
-INDEX_FILES = ("train_name.txt", "track_train_info.txt", "test_name.txt", "track_test_info.txt", "query_IDX.txt")
 NAME_RE = re.compile(r"^(\d{4})M(\d)D(\d+)T(\d+)F(.+)$")
 TRACK_MODALITY = {1: INFRARED, 2: VISIBLE}
 
