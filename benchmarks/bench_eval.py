@@ -24,6 +24,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import add_out_argument  # noqa: E402
+
 from vld_plugin import compat  # noqa: E402
 from vld_plugin.evaluation import evaluate_rank  # noqa: E402
 

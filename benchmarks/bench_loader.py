@@ -27,11 +27,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _common import add_out_argument  # noqa: E402
+
 from vld_plugin import compat  # noqa: E402
 from vld_plugin.data import HitszVCM, TrackletView  # noqa: E402
 from vld_plugin.data.synthetic import generate_vcm  # noqa: E402
-from vld_plugin.data.transforms import (ERASE_FILL, TrackletTransform, channel_augment, normalize,  # noqa: E402
-                                        random_erase)
+from vld_plugin.data.transforms import ERASE_FILL, TrackletTransform, channel_augment, normalize, random_erase  # noqa: E402
 
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 
@@ -88,7 +88,8 @@ def main(argv=None):
         channel_augment(random_erase(normalize(batch, MEAN, STD), ERASE_FILL), modality)
     device_fps = reps * batch.shape[0] * s / (time.perf_counter() - start)
 
-    transform_tr, _ = compat.data.transforms.build_transforms(288, 144, transforms=["random_flip", "random_crop", "random_erase"])
+    transform_tr, _ = compat.data.transforms.build_transforms(
+        288, 144, transforms=["random_flip", "random_crop", "random_erase"])
     plain = [tuple(t) for t in items]
     theirs_ds = compat.data.datasets.dataset.VideoDataset(plain, plain, plain, transform=transform_tr, seq_len=s,
                                                           sample_method="random", verbose=False)

@@ -33,6 +33,7 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import add_out_argument  # noqa: E402
+
 from vld_plugin.models import TINY_OPTIONS, create_model  # noqa: E402
 
 PAPER_BATCH = 32
@@ -90,7 +91,8 @@ def counts(model, frames):
         "macs_per_frame_G_flop_counter": macs_counter / 1e9,
         "macs_per_frame_G_paper_style": macs_paper / 1e9,
         "macs_per_frame_G_executed": macs_executed / 1e9,
-        f"train_step_TFLOP_batch{PAPER_BATCH}": count_step_flops(copy.deepcopy(model).to("meta"), PAPER_BATCH, frames) / 1e12,
+        f"train_step_TFLOP_batch{PAPER_BATCH}":
+            count_step_flops(copy.deepcopy(model).to("meta"), PAPER_BATCH, frames) / 1e12,
     }
 
 

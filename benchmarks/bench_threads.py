@@ -129,7 +129,8 @@ def summarise(runs, settings, loads, epochs):
     for load in loads:
         for threads, workers in settings:
             mine = [r for r in runs if r["load"] == load and r["threads"] == threads and r["workers"] == workers]
-            steady = [statistics.mean(r["epoch_s"][1:]) for r in mine] if epochs > 1 else [r["epoch_s"][0] for r in mine]
+            steady = ([statistics.mean(r["epoch_s"][1:]) for r in mine] if epochs > 1
+                      else [r["epoch_s"][0] for r in mine])
             rows.append({"load": load, "threads": threads, "torch_threads": mine[0]["torch_threads"],
                          "workers": workers, "runs": len(mine),
                          "steady_epoch_s_median": statistics.median(steady), "steady_epoch_s_all": steady,
@@ -163,7 +164,8 @@ def markdown(report):
     for r in report["rows"]:
         threads = r["threads"] if r["threads"] != "default" else f"default ({r['torch_threads']})"
         lines.append(f"| {r['load']} | {threads} | {r['workers']} | {r['steady_epoch_s_median']:.2f} | "
-                     f"{r['steady_epoch_s_median'] * 40 / report['iters']:.1f} | {r['vs_best']:.2f}x | {', '.join(f'{s:.2f}' for s in r['steady_epoch_s_all'])} | "
+                     f"{r['steady_epoch_s_median'] * 40 / report['iters']:.1f} | {r['vs_best']:.2f}x | "
+                     f"{', '.join(f'{s:.2f}' for s in r['steady_epoch_s_all'])} | "
                      f"{r['first_epoch_s_median']:.2f} | {r['loadavg_1min_mean']:.2f} | "
                      f"{r['others_cpu_cores_mean']:.2f} |")
     lines += ["", f"Total {report['total_s'] / 60:.1f} min."]

@@ -37,6 +37,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import add_out_argument  # noqa: E402
+
 from vld_plugin.config import get_default_config  # noqa: E402
 from vld_plugin.data import VLDDataManager  # noqa: E402
 from vld_plugin.data.synthetic import generate_vcm  # noqa: E402
@@ -232,7 +233,8 @@ def markdown(report, label):
     g = report["goals"]
     verdict = {True: "met", False: "NOT met", None: "not applicable"}
     lines += ["", f"Goals (on `{g['measured_on']}`): {EPOCH_ITERS}-iteration epoch {g['epoch_s']['goal']}: "
-              f"{g['epoch_s']['measured']} s, {verdict[g['epoch_s']['met']]}; peak memory {g['peak_memory_gb']['goal']}: "
+              f"{g['epoch_s']['measured']} s, {verdict[g['epoch_s']['met']]}; "
+              f"peak memory {g['peak_memory_gb']['goal']}: "
               f"{g['peak_memory_gb']['measured']} GB, {verdict[g['peak_memory_gb']['met']]}."]
     if g["note"]:
         lines.append(f"({g['note']}.)")

@@ -115,8 +115,10 @@ class FakeDataManager:
         if num_val:  # held-out identities after the test ones: infrared query in camera 1, visible gallery in 2
             val_pids = range(num_train + num_test, num_train + num_test + num_val)
             self.val_loader = {
-                "query": DataLoader(Tracklets([(pid, 1, 1, 0) for pid in val_pids], signatures, offsets, False), batch_size=3),
-                "gallery": DataLoader(Tracklets([(pid, 0, 2, 0) for pid in val_pids], signatures, offsets, False), batch_size=3)}
+                "query": DataLoader(Tracklets([(pid, 1, 1, 0) for pid in val_pids], signatures, offsets, False),
+                                    batch_size=3),
+                "gallery": DataLoader(Tracklets([(pid, 0, 2, 0) for pid in val_pids], signatures, offsets, False),
+                                      batch_size=3)}
         self.num_train_pids = num_train
         self.sources, self.targets = ["fake"], list(targets)
 

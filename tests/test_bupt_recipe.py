@@ -58,7 +58,8 @@ def test_cross_dataset_targets_keep_their_own_test_frames(bupt_root):
     roots = os.path.dirname(bupt_root)  # holds BUPTCampus/ and, written here, HITSZ-VCM/
     generate_vcm(os.path.join(roots, "HITSZ-VCM"), num_ids=24, seed=3, height=32, width=16)
     shared = ["data.height", "32", "data.width", "16", "data.workers", "0", "train.iters_per_epoch", "1"]
-    for config, train_method in (("vld_bupt_to_vcm.yaml", "sorted_random"), ("vld_vcm_to_bupt.yaml", "restricted_random")):
+    pairs = (("vld_bupt_to_vcm.yaml", "sorted_random"), ("vld_vcm_to_bupt.yaml", "restricted_random"))
+    for config, train_method in pairs:
         cfg = load_config(os.path.join(CONFIGS, config), opts=["data.root", roots, "sampler.num_instances", "1",
                                                                   "train.batch_size", "16", *shared])
         with warnings.catch_warnings():

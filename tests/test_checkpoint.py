@@ -6,9 +6,15 @@ import numpy as np
 import pytest
 import torch
 
+from vld_plugin.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_model_state,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from vld_plugin.errors import OutputError
-from vld_plugin.checkpoint import (CheckpointError, load_checkpoint, load_model_state, rng_state, save_checkpoint,
-                                   set_rng_state)
 
 
 def _draws():

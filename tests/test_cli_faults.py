@@ -167,9 +167,11 @@ def test_save_dir_faults_are_one_line(root, tmp_path, capsys, monkeypatch):
     a_file = tmp_path / "afile"
     a_file.write_text("x")
     code, _, err = cli(base(root, a_file), capsys)
-    assert code == 1 and err == [f"error: data.save_dir {a_file} is a file, not a folder; set data.save_dir to a folder"]
+    assert code == 1
+    assert err == [f"error: data.save_dir {a_file} is a file, not a folder; set data.save_dir to a folder"]
     code, _, err = cli(base(root, a_file / "sub"), capsys)
-    assert code == 1 and len(err) == 1 and err[0].startswith(f"error: cannot write into data.save_dir {a_file / 'sub'}: ")
+    assert code == 1 and len(err) == 1
+    assert err[0].startswith(f"error: cannot write into data.save_dir {a_file / 'sub'}: ")
     real = shutil.disk_usage
     monkeypatch.setattr(shutil, "disk_usage", lambda p: real(p)._replace(free=1024))
     code, _, err = cli(base(root, tmp_path / "full"), capsys)

@@ -70,7 +70,8 @@ def test_no_suggestion_for_a_key_like_none():
 def test_unknown_key_in_file_names_file(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("model:\n  nmae: resnet50\n")
-    with pytest.raises(ConfigError, match=r"unknown config key 'model.nmae' in .*bad.yaml; did you mean 'model.name'\?"):
+    expected = r"unknown config key 'model.nmae' in .*bad.yaml; did you mean 'model.name'\?"
+    with pytest.raises(ConfigError, match=expected):
         load_config(str(path))
 
 

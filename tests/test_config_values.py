@@ -11,7 +11,13 @@ from torch.utils import model_zoo
 
 from vld_plugin import compat
 from vld_plugin.config import (
-    LR_SCHEDULERS, OPTIMIZERS, RANGES, ConfigError, get_default_config, load_config, value_choices,
+    LR_SCHEDULERS,
+    OPTIMIZERS,
+    RANGES,
+    ConfigError,
+    get_default_config,
+    load_config,
+    value_choices,
 )
 from vld_plugin.errors import OptimConfigError, PretrainedWeightsError
 from vld_plugin.models import build_model_from_config

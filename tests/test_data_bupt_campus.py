@@ -87,7 +87,8 @@ def test_trimmed_test_option(tmp_path):
     assert [t for t in trimmed.gallery if t.modality == VISIBLE] == kept
     assert len(trimmed.query) == len(full.query) - sum(t.modality == VISIBLE for t in full.query) % 64
     assert trimmed.skipped["gallery RGB tracklets (trimmed_test)"] == n_rgb % 64 > 0
-    open(os.path.join(root, "query.txt"), "w").write("\n".join([ln for ln in lines(root, "gallery.txt") if " RGB " in ln][:3]) + "\n")
+    visible = [ln for ln in lines(root, "gallery.txt") if " RGB " in ln][:3]
+    open(os.path.join(root, "query.txt"), "w").write("\n".join(visible) + "\n")
     with pytest.raises(DatasetFormatError, match="the query split is empty"):
         BUPTCampus(root=root, trimmed_test=True, verbose=False)
 
@@ -129,7 +130,8 @@ def test_manager_with_camera_sampler_gives_aligned_frames(bupt):
     assert batch["modality"].tolist() == [VISIBLE, INFRARED] * 4
     cams = batch["camid"].tolist()
     assert cams[0] == cams[1] and cams[2] == cams[3] and cams[0] != cams[2]
-    assert dm.protocols("bupt_campus")[0].name == "visible-to-infrared" and dm.remove_same_camera("bupt_campus") is False
+    assert dm.protocols("bupt_campus")[0].name == "visible-to-infrared"
+    assert dm.remove_same_camera("bupt_campus") is False
     # both halves of an aligned pair, given the same frame seed, load the same frame indices
     view = dm.train_loader.dataset
     v, i = next(iter(dm.train_sampler.cams[0].values()))[0]

@@ -230,7 +230,8 @@ def test_non_utf8_index_files(vcm, bupt):
     assert msg.startswith(f"{path} line {len(read_bytes_lines(path))}: byte 0xff")
     path = os.path.join(bupt, "data_paths.json")
     open(path, "ab").write(b"\n\x80")
-    assert raises(DatasetFormatError, lambda: BUPTCampus(root=bupt, verbose=False)).startswith(f"{path} line 2: byte 0x80")
+    message = raises(DatasetFormatError, lambda: BUPTCampus(root=bupt, verbose=False))
+    assert message.startswith(f"{path} line 2: byte 0x80")
 
 
 # ----------------------------------------------------------------------------- 5: other damage

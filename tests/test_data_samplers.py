@@ -87,7 +87,8 @@ def aligned_source(cams_per_id):
     for pid, cams in enumerate(cams_per_id):
         for cam in cams:
             pairs.append((len(items), len(items) + 1))
-            items += [Tracklet([f"{pid}v{cam}"], pid, cam, 0, VISIBLE), Tracklet([f"{pid}i{cam}"], pid, cam, 0, INFRARED)]
+            items += [Tracklet([f"{pid}v{cam}"], pid, cam, 0, VISIBLE),
+                      Tracklet([f"{pid}i{cam}"], pid, cam, 0, INFRARED)]
     return items, pairs
 
 

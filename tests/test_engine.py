@@ -4,13 +4,19 @@ import os
 
 import pytest
 import torch
-
 from fakes import FakeDataManager, TinyVideoModel
+
 from vld_plugin import compat
 from vld_plugin.checkpoint import CheckpointError, load_checkpoint
 from vld_plugin.config import get_default_config
-from vld_plugin.engine import (EngineConfigError, NonFiniteLossError, PairedModalityEngine, build_engine,
-                               is_torchreid_model, resolve_amp)
+from vld_plugin.engine import (
+    EngineConfigError,
+    NonFiniteLossError,
+    PairedModalityEngine,
+    build_engine,
+    is_torchreid_model,
+    resolve_amp,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -264,7 +270,8 @@ def test_selection_keeps_the_first_best_validation_epoch(tmp_path):
         with torch.no_grad():
             next(engine.model.parameters()).fill_(epoch)
         val = {"infrared-to-visible": {"mAP": a}, "visible-to-infrared": {"mAP": b}}
-        engine._update_selection(val, {"fake": {"infrared-to-visible": {"rank1": epoch / 10, "mAP": 0.1}}}, str(tmp_path))
+        test = {"fake": {"infrared-to-visible": {"rank1": epoch / 10, "mAP": 0.1}}}
+        engine._update_selection(val, test, str(tmp_path))
     assert engine.selection["epoch"] == 2 and engine.selection["val_mAP"] == pytest.approx(0.5)
     assert engine.selection["test"]["fake"]["infrared-to-visible"]["rank1"] == pytest.approx(0.2)
     state = load_checkpoint(str(tmp_path / BEST_NAME))

@@ -9,7 +9,12 @@ import torch
 
 from vld_plugin import compat
 from vld_plugin.evaluation import (
-    EvaluationError, compute_distance, evaluate_protocols, evaluate_rank, rerank_distance, results_table,
+    EvaluationError,
+    compute_distance,
+    evaluate_protocols,
+    evaluate_rank,
+    rerank_distance,
+    results_table,
     save_results_json,
 )
 from vld_plugin.modality import INFRARED, VISIBLE

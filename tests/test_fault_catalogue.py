@@ -6,7 +6,6 @@ workers, a file-size limit) are marked slow; CI runs them all the same. The tabl
 ``python tests/fault_catalogue.py``.
 """
 import pytest
-
 from fault_catalogue import CASES, Session
 
 

@@ -3,8 +3,8 @@ import math
 
 import pytest
 import torch
-
 from released import released_wrt
+
 from vld_plugin.config import get_default_config
 from vld_plugin.losses import CrossEntropyLoss, VLDLoss, WeightedRegularizedTriplet, build_loss, v2t_loss
 

@@ -3,14 +3,17 @@ import os
 
 import pytest
 import torch
-from vld_plugin.errors import CheckpointError, ConfigError, PretrainedWeightsError
 
+from vld_plugin.checkpoint import load_weights
+from vld_plugin.errors import CheckpointError, ConfigError, PretrainedWeightsError
 from vld_plugin.models import (
-    TINY_OPTIONS, convert_official_state_dict, create_model, download_official_checkpoint,
+    TINY_OPTIONS,
+    convert,
+    convert_official_state_dict,
+    create_model,
+    download_official_checkpoint,
     to_official_state_dict,
 )
-from vld_plugin.checkpoint import load_weights
-from vld_plugin.models import convert
 
 
 def tiny(seed):
@@ -84,7 +87,8 @@ def test_failed_download_says_where_to_put_the_file(tmp_path, monkeypatch):
         raise OSError("Network is unreachable")
 
     monkeypatch.setattr(gdown, "download", offline)
-    with pytest.raises(PretrainedWeightsError, match=r"fetch https://drive.google.com/uc\?id=1BIJ.* save it as .*vld_official_bupt.pth"):
+    expected = r"fetch https://drive.google.com/uc\?id=1BIJ.* save it as .*vld_official_bupt.pth"
+    with pytest.raises(PretrainedWeightsError, match=expected):
         download_official_checkpoint("bupt", cache_dir=str(tmp_path))
     assert not os.listdir(tmp_path)
     with pytest.raises(ConfigError, match="hitsz_vcm"):

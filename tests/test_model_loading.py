@@ -4,8 +4,7 @@ import pytest
 import torch
 
 from vld_plugin.config import get_default_config
-from vld_plugin.models import TINY_OPTIONS, PretrainedWeightsError, build_model_from_config, create_model
-from vld_plugin.models import clip_loader
+from vld_plugin.models import TINY_OPTIONS, PretrainedWeightsError, build_model_from_config, clip_loader, create_model
 from vld_plugin.models.clip_loader import build_clip, resolve_pretrained
 
 NAME = "ViT-B-16-quickgelu"

@@ -3,9 +3,9 @@ import pytest
 import torch
 
 import vld_plugin  # noqa: F401  (registers the models into torchreid)
-from vld_plugin.errors import ConfigError
 from vld_plugin.compat import models as tr_models
 from vld_plugin.compat import utils as tr_utils
+from vld_plugin.errors import ConfigError
 from vld_plugin.models import TINY_OPTIONS, VLD, create_model
 from vld_plugin.models.clip_loader import build_clip
 

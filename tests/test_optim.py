@@ -57,9 +57,9 @@ def _released_boosted(official_name):
 def test_vld_boosted_set_equals_released_rule_on_official_names():
     """Every trainable VLD parameter, renamed to the released model's name, is boosted exactly
     when the released rule boosts it (BNNecks inside the classifier heads included)."""
+    from vld_plugin.config import load_config
     from vld_plugin.models import build_model_from_config
     from vld_plugin.models.convert import NAME_MAP
-    from vld_plugin.config import load_config
 
     cfg = load_config("configs/vld_demo.yaml")
     model = build_model_from_config(cfg, 6)
@@ -68,7 +68,8 @@ def test_vld_boosted_set_equals_released_rule_on_official_names():
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        official = next(t + name[len(o):] for o, t in to_official if name == o or (o.endswith(".") and name.startswith(o)))
+        official = next(t + name[len(o):] for o, t in to_official
+                        if name == o or (o.endswith(".") and name.startswith(o)))
         assert is_boosted(name) == _released_boosted(official), (name, official)
         checked += 1
     assert checked == sum(p.requires_grad for p in model.parameters())
@@ -104,8 +105,8 @@ def _released_lr(base_lr, epoch, recipe_lr=2.5e-5, epochs=24, warmup=3):
 
 
 def test_warmup_cosine_equals_released_schedule_for_every_parameter():
-    from vld_plugin.models import build_model_from_config
     from vld_plugin.config import load_config
+    from vld_plugin.models import build_model_from_config
 
     cfg = load_config("", ["model.pretrained", "none", "vld.width", "64", "vld.layers", "2", "vld.heads", "4",
                            "vld.patch_size", "16", "vld.embed_dim", "32", "vld.text_width", "64",

@@ -2,7 +2,6 @@
 import os
 import re
 
-
 from vld_plugin.data.synthetic import generate_vcm
 
 README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
@@ -23,7 +22,8 @@ def test_torchreid_reuse_snippet_trains_and_evaluates(tmp_path):
     code = readme_snippet("torchreid-reuse")
     # the same code, made small: our synthetic root, tiny frames, no download, one epoch
     for old, new in [('root="datasets"', f'root="{root}"'), ("height=256, width=128", "height=32, width=16"),
-                     ("pretrained=True", "pretrained=False"), ("max_epoch=30, eval_freq=10", "max_epoch=1, eval_freq=1"),
+                     ("pretrained=True", "pretrained=False"),
+                     ("max_epoch=30, eval_freq=10", "max_epoch=1, eval_freq=1"),
                      ('save_dir="log/osnet_vcm_torchreid"', f'save_dir="{tmp_path / "run"}"')]:
         assert old in code, f"README snippet no longer contains {old!r}"
         code = code.replace(old, new)

@@ -7,8 +7,8 @@ import sys
 import pytest
 
 import vld_plugin
-from vld_plugin.errors import VLDError
 from vld_plugin import compat, registry
+from vld_plugin.errors import VLDError
 
 
 def test_every_entry_is_registered_and_reimport_is_harmless():

@@ -1,8 +1,8 @@
 """One training step of the full-size VLD (random CLIP weights) against the released loss."""
 import pytest
 import torch
-
 from released import released_total
+
 from vld_plugin.config import load_config
 from vld_plugin.losses import build_loss
 from vld_plugin.models import build_model_from_config

@@ -5,6 +5,7 @@ Importing the package registers everything into torchreid (see ``registry.py``).
 from .registry import register_all, registered
 
 __version__ = "0.1.0"
+__all__ = ["FeatureExtractor", "register_all", "registered", "__version__"]
 
 register_all()
 

@@ -11,6 +11,7 @@ import os
 
 import yaml
 from yacs.config import CfgNode as CN
+
 from .errors import ConfigError
 
 

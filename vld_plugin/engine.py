@@ -17,13 +17,20 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from . import compat
-from .checkpoint import (FORMAT, load_checkpoint, load_model_state, remove_stale_temporaries, rng_state, save_checkpoint,
-                         set_rng_state)
+from .checkpoint import (
+    FORMAT,
+    load_checkpoint,
+    load_model_state,
+    remove_stale_temporaries,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from .config import lr_scheduler_kwargs, optimizer_kwargs, resume_settings
 from .distributed import gather_for_loss, gather_objects, rank_and_world, shard_loader
+from .errors import CheckpointError, ConfigError, EngineConfigError, NonFiniteLossError, VLDError, one_line
 from .losses import VLDLoss, build_loss
 from .optim import build_lr_scheduler, build_optimizer
-from .errors import CheckpointError, ConfigError, EngineConfigError, NonFiniteLossError, VLDError, one_line
 
 CHECKPOINT_NAME = "checkpoint.pth"
 BEST_NAME = "best.pth"  # weights of the epoch with the best validation mAP (data.val_ids > 0)
@@ -129,7 +136,8 @@ class PairedModalityEngine(compat.engine.Engine):
     def forward_backward(self, data):
         batch = self.prepare_batch(data, train=True)
         imgs, pids = batch["img"], batch["pid"]
-        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+        amp_dtype = self.amp_dtype or torch.float32
+        with torch.autocast(self.device.type, dtype=amp_dtype, enabled=self.amp_dtype is not None):
             outputs = self.forward_model(self.net, imgs)
         if self.world_size > 1:
             outputs, pids = gather_for_loss(outputs, pids)
@@ -221,7 +229,8 @@ class PairedModalityEngine(compat.engine.Engine):
         """Validation (if any) and test after a training epoch; updates the selection; rank-1 on rank 0."""
         val = None
         if getattr(self.datamanager, "val_loader", None) is not None:
-            val = self.validate(dist_metric=test_kwargs["dist_metric"], normalize_feature=test_kwargs["normalize_feature"],
+            val = self.validate(dist_metric=test_kwargs["dist_metric"],
+                                normalize_feature=test_kwargs["normalize_feature"],
                                 ranks=test_kwargs["ranks"])
         results = self.evaluate_targets(**test_kwargs)
         if self.rank != 0:
@@ -447,7 +456,8 @@ class PairedModalityEngine(compat.engine.Engine):
                 splits = self.datamanager.test_dataset[name]
                 q_meta["img_paths"] = [t[0] for t in splits["query"]]
                 g_meta["img_paths"] = [t[0] for t in splits["gallery"]]
-                written = visualize_protocols(qf, q_meta, gf, g_meta, protocols, os.path.join(save_dir, "visrank", name),
+                folder = os.path.join(save_dir, "visrank", name)
+                written = visualize_protocols(qf, q_meta, gf, g_meta, protocols, folder,
                                               same_camera, dist_metric=dist_metric, topk=visrank_topk)
                 print(f"figures written: {', '.join(written)}")
         return results if self.rank == 0 else None

@@ -19,8 +19,16 @@ import torch
 import yaml
 
 from .config import engine_run_kwargs, load_config
-from .errors import (ConfigError, DatasetNotFoundError, MissingDependencyError, OutputError, RunInterrupted, UsageError,
-                     VLDError, one_line)
+from .errors import (
+    ConfigError,
+    DatasetNotFoundError,
+    MissingDependencyError,
+    OutputError,
+    RunInterrupted,
+    UsageError,
+    VLDError,
+    one_line,
+)
 
 DEMO_HINT = (
     "datasets/README.md says how to obtain and place the data; "
@@ -144,7 +152,8 @@ def prepare_run(args):
             import matplotlib  # noqa: F401
         except ImportError:
             raise MissingDependencyError("--visrank / test.visrank draws figures with matplotlib, which is not "
-                                         "installed: pip install 'vld_plugin[plots]' (or pip install matplotlib)") from None
+                                         "installed: pip install 'vld_plugin[plots]' (or pip install matplotlib)"
+                                         ) from None
     set_seed(cfg.train.seed, cfg.train.deterministic)
     configure_threads(cfg.data.workers)
     prepare_output_dir(cfg.data.save_dir)

@@ -12,6 +12,7 @@ Losses are computed in float32 whatever the autocast dtype of the outputs.
 import torch
 from torch import nn
 from torch.nn import functional as F
+
 from .errors import EngineConfigError
 
 
@@ -115,7 +116,8 @@ class VLDLoss(nn.Module):
     def forward(self, outputs, targets):
         if not isinstance(outputs, dict):
             raise EngineConfigError(
-                f"VLDLoss expects the model's train-mode output dict (logits_*/feat_* tensors), got {type(outputs).__name__}"
+                "VLDLoss expects the model's train-mode output dict (logits_*/feat_* tensors), "
+                f"got {type(outputs).__name__}"
             )
         total, logged = 0.0, {}
         for name, key, loss_fn, weight in self.terms:

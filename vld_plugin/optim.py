@@ -69,7 +69,8 @@ class WarmupCosineLR(LRScheduler):
     def __init__(self, optimizer, max_epoch, warmup_epochs=3, warmup_factor=0.01, min_lr_factor=0.01,
                  lr=None, per_group_floor=False, last_epoch=-1):
         if max_epoch <= 0 or warmup_epochs < 0:
-            raise OptimConfigError(f"need train.max_epoch > 0 and train.warmup_epochs >= 0, got {max_epoch} and {warmup_epochs}")
+            raise OptimConfigError(f"need train.max_epoch > 0 and train.warmup_epochs >= 0, "
+                                   f"got {max_epoch} and {warmup_epochs}")
         self.max_epoch = max_epoch
         self.warmup_epochs = warmup_epochs
         self.warmup_factor = warmup_factor

@@ -1,8 +1,22 @@
 """The plugin's data side: HITSZ-VCM and BUPTCampus datasets, frame sampling, augmentation,
 modality-aware samplers, the data manager and synthetic dataset copies."""
-from .base import (DatasetFormatError, DatasetNotFoundError, ImageReadError, Protocol, Tracklet,
-                   TrackletView, VLDVideoDataset, read_frame)
+from .base import (
+                   DatasetFormatError,
+                   DatasetNotFoundError,
+                   ImageReadError,
+                   Protocol,
+                   Tracklet,
+                   TrackletView,
+                   VLDVideoDataset,
+                   read_frame,
+)
 from .bupt_campus import BUPTCampus
+from .datamanager import VLDDataManager
 from .hitsz_vcm import HitszVCM
 from .samplers import CameraModalitySampler, ModalityIdentitySampler
-from .datamanager import VLDDataManager
+
+__all__ = [
+    "DatasetFormatError", "DatasetNotFoundError", "ImageReadError", "Protocol", "Tracklet", "TrackletView",
+    "VLDVideoDataset", "read_frame", "BUPTCampus", "HitszVCM", "CameraModalitySampler", "ModalityIdentitySampler",
+    "VLDDataManager",
+]

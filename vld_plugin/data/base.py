@@ -10,11 +10,10 @@ from PIL import Image
 from tabulate import tabulate
 
 from .. import compat
+from ..errors import DatasetFormatError, DatasetNotFoundError, ImageReadError
 from ..modality import INFRARED, NAMES, VISIBLE
 from .sampling import TEST_COUNTERPART, check_method, sample_indices
 from .transforms import TrackletTransform
-from ..errors import DatasetFormatError, DatasetNotFoundError, ImageReadError
-
 
 Protocol = collections.namedtuple(
     "Protocol", "name query_split query_modality gallery_split gallery_modality")
@@ -84,7 +83,8 @@ def read_frame(path):
             tail = f.read()
         except DECODE_ERRORS as e:
             cut = "truncated" in str(e).lower()
-            raise ImageReadError(f"cannot decode image {path}: the file is {'truncated' if cut else 'corrupt or not an image'}; "
+            state = "truncated" if cut else "corrupt or not an image"
+            raise ImageReadError(f"cannot decode image {path}: the file is {state}; "
                                  "re-extract it from the dataset archive") from None
     want = EXTENSION_FORMATS.get(os.path.splitext(path)[1].lower())
     if want and fmt not in want:
@@ -178,7 +178,8 @@ class VLDVideoDataset(compat.data.VideoDataset):
         self.skipped = dict(skipped or {})
         for name, items in (("train", train), ("query", query), ("gallery", gallery)):
             if not items:
-                raise DatasetFormatError(f"{type(self).__name__}: the {name} split is empty; check the dataset's index files")
+                raise DatasetFormatError(f"{type(self).__name__}: the {name} split is empty; "
+                                         "check the dataset's index files")
         if transform is None:
             transform = TrackletTransform(288, 144, train=False)
         super().__init__(train, query, gallery, seq_len=seq_len, sample_method=check_method(sample_method),

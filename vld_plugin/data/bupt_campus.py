@@ -1,10 +1,12 @@
-"""BUPTCampus (Du et al., 2023) as a torchreid video dataset. Layout and index format: datasets/README.md, section BUPTCampus."""
+"""BUPTCampus (Du et al., 2023) as a torchreid video dataset.
+
+Layout and index format: datasets/README.md, section BUPTCampus."""
 import json
 import os
 import re
 
-from ..modality import INFRARED, VISIBLE
 from ..errors import ConfigError, DatasetFormatError
+from ..modality import INFRARED, VISIBLE
 from .base import Protocol, Tracklet, VLDVideoDataset, read_lines, read_text
 from .hitsz_vcm import find_root
 
@@ -45,7 +47,8 @@ class BUPTCampus(VLDVideoDataset):
         try:
             self.paths = json.loads(read_text(json_path))
         except json.JSONDecodeError as e:
-            raise DatasetFormatError(f"{json_path} is not valid JSON ({e.msg} at line {e.lineno}); re-extract the dataset") from None
+            raise DatasetFormatError(f"{json_path} is not valid JSON ({e.msg} at line {e.lineno}); "
+                                     "re-extract the dataset") from None
         self._skipped = skipped = {}
         train, pairs = [], []
         offset = self._add_pairs("train.txt", "IR", 0, train, pairs)
@@ -121,7 +124,8 @@ class BUPTCampus(VLDVideoDataset):
             rgb = self._frames(pid, "RGB", cam, tid, where)
             ir = self._frames(pid, "IR", cam, tid, where, fake=ir_source == "FakeIR")
             if len(rgb) != len(ir):
-                raise DatasetFormatError(f"{where}: RGB and {ir_source} lists differ in length ({len(rgb)} vs {len(ir)})")
+                raise DatasetFormatError(f"{where}: RGB and {ir_source} lists differ in length "
+                                         f"({len(rgb)} vs {len(ir)})")
             pairs.append((len(train), len(train) + 1))
             train += [Tracklet(rgb, labels[pid], camid, 0, VISIBLE), Tracklet(ir, labels[pid], camid, 0, INFRARED)]
         return offset + len(labels)

@@ -4,12 +4,12 @@ import inspect
 import torch
 
 from .. import compat
+from ..errors import ConfigError
 from .base import TrackletView, VLDVideoDataset
 from .samplers import SAMPLERS
 from .sampling import TEST_COUNTERPART, check_method
 from .transforms import ERASE_FILL, TrackletTransform, channel_augment, normalize, random_erase
 from .validation import carve_validation
-from ..errors import ConfigError
 
 
 class VLDDataManager(compat.import_module("data.datamanager").VideoDataManager):
@@ -82,7 +82,10 @@ class VLDDataManager(compat.import_module("data.datamanager").VideoDataManager):
         self._num_train_cams = len({(t[3], t[2]) for t in train})
         if train_sampler not in SAMPLERS:
             raise ConfigError(f"unknown train_sampler '{train_sampler}'; choose one of {sorted(SAMPLERS)}")
-        group = dict(num_instances=num_instances) if train_sampler == "ModalityIdentitySampler" else dict(num_cams=num_cams)
+        if train_sampler == "ModalityIdentitySampler":
+            group = dict(num_instances=num_instances)
+        else:
+            group = dict(num_cams=num_cams)
         self.train_sampler = SAMPLERS[train_sampler](
             train, batch_size=batch_size_train, iters_per_epoch=iters_per_epoch, seed=seed,
             num_replicas=num_replicas, rank=rank, aligned_pairs=pairs or None, **group)
@@ -102,7 +105,8 @@ class VLDDataManager(compat.import_module("data.datamanager").VideoDataManager):
                 for split, items in self.test_dataset[name].items()}
         if verbose:
             held = f", {val_ids} ids held out for validation" if val_ids else ""
-            print(f"=> VLDDataManager: sources {self.sources} ({self._num_train_pids} ids, {len(train)} tracklets{held}), "
+            print(f"=> VLDDataManager: sources {self.sources} "
+                  f"({self._num_train_pids} ids, {len(train)} tracklets{held}), "
                   f"targets {self.targets}, sampler {train_sampler}, frames {sample_method} (train) / "
                   f"{', '.join(test_methods[t] for t in self.targets)} (test) x {seq_len}")
 

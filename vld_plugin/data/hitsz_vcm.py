@@ -1,9 +1,11 @@
-"""HITSZ-VCM (Lin et al., CVPR 2022) as a torchreid video dataset. Layout and index format: datasets/README.md, section HITSZ-VCM."""
+"""HITSZ-VCM (Lin et al., CVPR 2022) as a torchreid video dataset.
+
+Layout and index format: datasets/README.md, section HITSZ-VCM."""
 import os
 import re
 
-from ..modality import INFRARED, VISIBLE
 from ..errors import DatasetFormatError, DatasetNotFoundError
+from ..modality import INFRARED, VISIBLE
 from .base import Protocol, Tracklet, VLDVideoDataset, read_lines
 
 NAME_RE = re.compile(r"^(\d{4})M(\d)D(\d+)T(\d+)F(.+)$")
@@ -26,8 +28,10 @@ def read_names(path, image_dir):
     for lineno, line in enumerate(read_lines(path), 1):
         m = NAME_RE.match(line)
         if m is None:
-            what = "is blank" if not line else f"'{line}' is not a frame name like 0001M2D3T1F1.jpg (pid4 M mod D cam T n F file)"
-            raise DatasetFormatError(f"{path} line {lineno}: {what}; the track files count these lines, fix or remove it")
+            what = ("is blank" if not line else
+                    f"'{line}' is not a frame name like 0001M2D3T1F1.jpg (pid4 M mod D cam T n F file)")
+            raise DatasetFormatError(f"{path} line {lineno}: {what}; "
+                                     "the track files count these lines, fix or remove it")
         pid, mod, cam, _, fname = m.groups()
         folder = "ir" if mod == "1" else "rgb"
         paths.append(os.path.join(image_dir, pid, folder, "D" + cam, fname))
@@ -65,8 +69,9 @@ def read_tracks(path, names_path, names):
         bad = next((k for k in range(start - 1, end) if keys[k] != want), None)
         if bad is not None:
             raise DatasetFormatError(
-                f"{where}: frame '{frame_names[bad]}' ({names_path} line {bad + 1}) disagrees with the row's pid {pid}, "
-                f"modality {mod}, camera D{cam}: the range {start}-{end} runs into another tracklet's frames; fix the row")
+                f"{where}: frame '{frame_names[bad]}' ({names_path} line {bad + 1}) disagrees with the row's "
+                f"pid {pid}, modality {mod}, camera D{cam}: the range {start}-{end} runs into another tracklet's "
+                "frames; fix the row")
         rows.append((TRACK_MODALITY[mod], start, end, pid, cam))
     if not rows:
         raise DatasetFormatError(f"{path} is empty: expected one tracklet per line")
@@ -134,7 +139,8 @@ class HitszVCM(VLDVideoDataset):
         bad = [i + 1 for i in sorted(query_rows) if data["test"][0][i][0] != INFRARED]
         if bad:
             raise DatasetFormatError(
-                f"{info}/query_IDX.txt lists visible rows of {data['test'][1]} (row {bad[0]}, {len(bad)} in all); query rows must be infrared")
+                f"{info}/query_IDX.txt lists visible rows of {data['test'][1]} (row {bad[0]}, {len(bad)} in all); "
+                "query rows must be infrared")
         train = self._tracklets("train", data, paths, skipped, None)
         labels = {pid: i for i, pid in enumerate(sorted({t[1] for t in train}))}
         train = [t.replace(pid=labels[t[1]]) for t in train]
@@ -161,8 +167,10 @@ class HitszVCM(VLDVideoDataset):
             frames = paths[part][start - 1:end]
             if not os.path.isfile(frames[0]):
                 raise DatasetFormatError(
-                    f"{track_path} line {i + 1}: frame {frames[0]} not found; check data.root and the {self.layout} layout")
+                    f"{track_path} line {i + 1}: frame {frames[0]} not found; "
+                    f"check data.root and the {self.layout} layout")
             out.append(Tracklet(frames, pid, cam - 1, 0, mod))
         if not out:
-            raise DatasetFormatError(f"{track_path}: no {part} tracklet has at least {self.min_seq_len} frames (min_seq_len)")
+            raise DatasetFormatError(f"{track_path}: no {part} tracklet has at least {self.min_seq_len} frames "
+                                     "(min_seq_len)")
         return out

@@ -13,9 +13,9 @@ import numpy as np
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
+from ..errors import EngineConfigError
 from ..modality import INFRARED, VISIBLE
 from .base import modality_of
-from ..errors import EngineConfigError
 
 
 def _world(num_replicas, rank):
@@ -34,7 +34,8 @@ class _PairSampler(Sampler):
 
     def __init__(self, batch_size, group, iters_per_epoch, seed, num_replicas, rank):
         if batch_size % (2 * group) or batch_size < 2 * group:
-            raise EngineConfigError(f"batch size {batch_size} must be a multiple of 2 x {group} (tracklets per identity)")
+            raise EngineConfigError(f"batch size {batch_size} must be a multiple of 2 x {group} "
+                                    "(tracklets per identity)")
         self.ids_per_batch = batch_size // (2 * group)
         self.batch_size = batch_size
         self.iters_per_epoch = int(iters_per_epoch)
@@ -49,7 +50,8 @@ class _PairSampler(Sampler):
         need = self.ids_per_batch * self.num_replicas
         if len(self.pids) < need:
             raise EngineConfigError(f"{type(self).__name__} needs at least {need} eligible identities "
-                             f"({self.ids_per_batch} per batch x {self.num_replicas} ranks), the data has {len(self.pids)}")
+                                    f"({self.ids_per_batch} per batch x {self.num_replicas} ranks), "
+                                    f"the data has {len(self.pids)}")
 
     def set_epoch(self, epoch):
         """Fix the epoch the next iteration yields (otherwise each iteration advances it by one)."""

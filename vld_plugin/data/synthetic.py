@@ -114,7 +114,8 @@ def render(ident, cam, track, t, modality, height, width, rng):
         _limb(yy * aspect, xx, cx + half * 0.45, hip * aspect, leg_len * aspect, swing * 0.8, leg_w)
     bag = np.zeros_like(torso)
     if ident["bag"] == 1:
-        bag = (yy >= neck + 0.02) & (yy <= neck + 0.6 * (hip - neck)) & (xx >= cx + half * 0.9) & (xx <= cx + half * 1.6)
+        bag = ((yy >= neck + 0.02) & (yy <= neck + 0.6 * (hip - neck))
+               & (xx >= cx + half * 0.9) & (xx <= cx + half * 1.6))
     elif ident["bag"] == 2:
         bag = (yy >= hip - 0.02) & (yy <= hip + 0.12) & (np.abs(xx - (cx - half - 0.12)) <= 0.09)
 
@@ -237,7 +238,8 @@ def generate_vcm(root, num_ids=70, seed=1, height=128, width=64, num_cams=4, tes
                     frame_no = 0
                     folder = os.path.join(image_dir, f"{pid:04d}", "ir" if mod == 1 else "rgb", f"D{cam}")
                     for tno, length in enumerate(plan, 1):
-                        frames = world.frames(pid, int(cam), ["ir" if mod == 1 else "rgb"], length, (pid, mod, cam, tno))
+                        kind = ["ir" if mod == 1 else "rgb"]
+                        frames = world.frames(pid, int(cam), kind, length, (pid, mod, cam, tno))
                         start = len(names) + 1
                         for img in next(iter(frames.values())):
                             frame_no += 1
@@ -352,7 +354,8 @@ def main(argv=None):
         common["test_fraction"] = args.test_fraction
     if args.format == "vcm":
         s = generate_vcm(layout=args.layout, num_cams=args.num_cams, **common)
-        print(f"wrote HITSZ-VCM copy to {args.root}: {s['train_ids']} train ids ({len(s['train_tracklets'])} tracklets, "
+        print(f"wrote HITSZ-VCM copy to {args.root}: {s['train_ids']} train ids "
+              f"({len(s['train_tracklets'])} tracklets, "
               f"{s['train_frames']} frames), {s['test_ids']} test ids ({len(s['test_tracklets'])} tracklets, "
               f"{s['test_frames']} frames), layout {args.layout}")
     else:

@@ -7,10 +7,9 @@ swapped protocol), so the best epoch is picked on data the test never sees.
 """
 import numpy as np
 
+from ..errors import ValidationSplitError
 from ..modality import INFRARED, VISIBLE
 from .base import Protocol, modality_of
-from ..errors import ValidationSplitError
-
 
 # query split = the held-out infrared tracklets, gallery split = the held-out visible ones
 VAL_PROTOCOLS = [

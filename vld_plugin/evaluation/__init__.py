@@ -5,9 +5,9 @@
 ``results_table`` / ``save_results_json`` report them; ``vld_plugin.evaluation.visualize`` draws
 the figures (it needs matplotlib: ``pip install vld_plugin[plots]``, so it is not imported here).
 """
+from ..errors import EvaluationError
 from .distance import compute_distance, rerank_distance
 from .protocols import evaluate_protocols, results_table, save_results_json, select_protocol
-from ..errors import EvaluationError
 from .rank import evaluate_rank
 
 __all__ = [

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from tabulate import tabulate
 
-from .distance import check_features, compute_distance, rerank_distance
 from ..errors import EvaluationError, OutputError
+from .distance import check_features, compute_distance, rerank_distance
 from .rank import evaluate_rank
 
 META_KEYS = ("pids", "camids", "modalities")

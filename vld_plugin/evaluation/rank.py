@@ -12,6 +12,7 @@ by a full query x gallery comparison.
 """
 import numpy as np
 import torch
+
 from ..errors import EvaluationError
 
 

@@ -12,10 +12,9 @@ from PIL import Image
 
 from ..data.base import read_frame
 from ..errors import EvaluationError, MissingDependencyError
-
 from .distance import compute_distance
 from .protocols import select_protocol
-from .rank import check_labels, check_distmat, ranked_gallery
+from .rank import check_distmat, check_labels, ranked_gallery
 
 try:
     from matplotlib.figure import Figure

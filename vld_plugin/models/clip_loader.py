@@ -14,8 +14,8 @@ import warnings
 import open_clip
 import torch
 import torch.nn.functional as F
-from ..errors import ConfigError, PretrainedWeightsError
 
+from ..errors import ConfigError, PretrainedWeightsError
 
 # the size keys of the plugin's ``vld`` config group -> (open_clip config tower, key)
 ARCH_KEYS = {

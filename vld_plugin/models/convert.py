@@ -14,8 +14,8 @@ Unused in their forward and dropped (``UNUSED_PREFIXES``): ``ln_post2.*``, ``log
 ``classifier_proj_STP.*``.
 """
 import os
-from ..errors import CheckpointError, ConfigError, PretrainedWeightsError
 
+from ..errors import CheckpointError, ConfigError, PretrainedWeightsError
 
 # (their prefix, our prefix); exact names are listed with no trailing dot
 NAME_MAP = (

@@ -13,6 +13,7 @@ The position embeddings make the result depend on frame order (TAP does not).
 """
 import torch
 import torch.nn as nn
+
 from ..errors import ConfigError
 
 FUSIONS = ("none", "conv1d", "transformer", "transformer_cls")

@@ -9,8 +9,8 @@ import torch
 import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
-from .last_block import block_at_ends
 from ..errors import ConfigError
+from .last_block import block_at_ends
 
 # paper Table VII; {} is replaced by the M learnable tokens
 TEMPLATES = {

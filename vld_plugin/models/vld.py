@@ -25,10 +25,10 @@ import torch
 import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
+from ..errors import ConfigError
 from .fusion import build_fusion
 from .last_block import block_at_ends
 from .prompt import FrozenTextEncoder, PromptLearner
-from ..errors import ConfigError
 
 
 class BNNeck(nn.Module):
