@@ -1,18 +1,17 @@
-"""Small stand-ins for the data manager, the VLD model and the evaluation, following common.md's contracts.
+"""Small stand-ins for the data manager, the VLD model and the evaluation, following the plugin's contracts.
 
 Synthetic tracklets: each identity has a random signature vector; a frame is the signature
 plus a large modality-specific offset and noise, so raw features rank across modalities at
 about chance while a trained model aligns the modalities.
 """
-import collections
-
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from vld_plugin.modality import Protocol
+
 T, H, W = 3, 4, 2
 DIM = 3 * H * W
-Protocol = collections.namedtuple("Protocol", "name query_split query_modality gallery_split gallery_modality")
 PROTOCOLS = [Protocol("infrared-to-visible", "query", 1, "gallery", 0),
              Protocol("visible-to-infrared", "gallery", 0, "query", 1)]
 

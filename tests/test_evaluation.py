@@ -1,7 +1,6 @@
 """evaluate_rank against torchreid and a stable reference, hand-computed cases, protocols, reports."""
 import json
 import math
-from collections import namedtuple
 
 import numpy as np
 import pytest
@@ -17,9 +16,7 @@ from vld_plugin.evaluation import (
     results_table,
     save_results_json,
 )
-from vld_plugin.modality import INFRARED, VISIBLE
-
-Protocol = namedtuple("Protocol", "name query_split query_modality gallery_split gallery_modality")
+from vld_plugin.modality import INFRARED, VISIBLE, Protocol
 
 
 def reference(distmat, q_pids, g_pids, q_camids, g_camids, max_rank, remove_same_camera):

@@ -1,5 +1,4 @@
 """Ranked-retrieval and distance-histogram figures written as PNG from synthetic JPEG tracklets."""
-from collections import namedtuple
 
 import numpy as np
 import pytest
@@ -7,9 +6,7 @@ from PIL import Image
 
 from vld_plugin.errors import EvaluationError, ImageReadError
 from vld_plugin.evaluation.visualize import plot_distance_histogram, plot_ranked_retrieval, visualize_protocols
-from vld_plugin.modality import INFRARED, VISIBLE
-
-Protocol = namedtuple("Protocol", "name query_split query_modality gallery_split gallery_modality")
+from vld_plugin.modality import INFRARED, VISIBLE, Protocol
 
 
 def tracklets(root, prefix, count, frames=4):

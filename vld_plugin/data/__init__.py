@@ -1,15 +1,8 @@
 """The plugin's data side: HITSZ-VCM and BUPTCampus datasets, frame sampling, augmentation,
 modality-aware samplers, the data manager and synthetic dataset copies."""
-from .base import (
-                   DatasetFormatError,
-                   DatasetNotFoundError,
-                   ImageReadError,
-                   Protocol,
-                   Tracklet,
-                   TrackletView,
-                   VLDVideoDataset,
-                   read_frame,
-)
+from ..errors import DatasetFormatError, DatasetNotFoundError, ImageReadError
+from ..modality import Protocol
+from .base import Tracklet, TrackletView, VLDVideoDataset, read_frame
 from .bupt_campus import BUPTCampus
 from .datamanager import VLDDataManager
 from .hitsz_vcm import HitszVCM

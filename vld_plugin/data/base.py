@@ -11,12 +11,9 @@ from tabulate import tabulate
 
 from .. import compat
 from ..errors import DatasetFormatError, DatasetNotFoundError, ImageReadError
-from ..modality import INFRARED, NAMES, VISIBLE
+from ..modality import INFRARED, NAMES, VISIBLE, modality_of
 from .sampling import TEST_COUNTERPART, check_method, sample_indices
 from .transforms import TrackletTransform
-
-Protocol = collections.namedtuple(
-    "Protocol", "name query_split query_modality gallery_split gallery_modality")
 
 
 class Tracklet(tuple):
@@ -41,11 +38,6 @@ class Tracklet(tuple):
         """A copy with some of pid/camid/dsetid changed."""
         return Tracklet(self[0], self[1] if pid is None else pid, self[2] if camid is None else camid,
                         self[3] if dsetid is None else dsetid, self.modality)
-
-
-def modality_of(item):
-    """The modality of a dataset item; -1 for a plain torchreid tuple."""
-    return getattr(item, "modality", -1)
 
 
 # A complete file of these formats ends with its end marker (JPEG EOI, PNG IEND chunk), maybe

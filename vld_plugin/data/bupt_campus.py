@@ -6,8 +6,8 @@ import os
 import re
 
 from ..errors import ConfigError, DatasetFormatError
-from ..modality import INFRARED, VISIBLE
-from .base import Protocol, Tracklet, VLDVideoDataset, read_lines, read_text
+from ..modality import INFRARED, VISIBLE, Protocol
+from .base import Tracklet, VLDVideoDataset, read_lines, read_text
 from .hitsz_vcm import find_root
 
 CAMERAS = ("LS3", "G25", "CQ1", "W4", "TSG1", "TSG2")

@@ -5,8 +5,8 @@ import os
 import re
 
 from ..errors import DatasetFormatError, DatasetNotFoundError
-from ..modality import INFRARED, VISIBLE
-from .base import Protocol, Tracklet, VLDVideoDataset, read_lines
+from ..modality import INFRARED, VISIBLE, Protocol
+from .base import Tracklet, VLDVideoDataset, read_lines
 
 NAME_RE = re.compile(r"^(\d{4})M(\d)D(\d+)T(\d+)F(.+)$")
 TRACK_MODALITY = {1: INFRARED, 2: VISIBLE}

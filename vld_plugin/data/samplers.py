@@ -14,8 +14,7 @@ import torch.distributed as dist
 from torch.utils.data import Sampler
 
 from ..errors import EngineConfigError
-from ..modality import INFRARED, VISIBLE
-from .base import modality_of
+from ..modality import INFRARED, VISIBLE, modality_of
 
 
 def _world(num_replicas, rank):

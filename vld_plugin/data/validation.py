@@ -8,8 +8,7 @@ swapped protocol), so the best epoch is picked on data the test never sees.
 import numpy as np
 
 from ..errors import ValidationSplitError
-from ..modality import INFRARED, VISIBLE
-from .base import Protocol, modality_of
+from ..modality import INFRARED, VISIBLE, Protocol, modality_of
 
 # query split = the held-out infrared tracklets, gallery split = the held-out visible ones
 VAL_PROTOCOLS = [
