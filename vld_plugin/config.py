@@ -543,9 +543,7 @@ RESUME_FIXED = ("model.name", "train.optim", "train.lr_scheduler", "train.batch_
 def resume_settings(cfg):
     """``{"fixed": {key: value}, "applied": {key: value}}``: the settings a checkpoint records for ``--resume``."""
     def value(key):
-        node = cfg
-        for part in key.split("."):
-            node = node[part]
-        return list(node) if isinstance(node, (list, tuple)) else node
+        v = _get(cfg, key)
+        return list(v) if isinstance(v, (list, tuple)) else v
 
     return {"fixed": {k: value(k) for k in RESUME_FIXED}, "applied": {k: value(k) for k in RESUME_APPLIED}}

@@ -84,9 +84,9 @@ class OutputError(VLDError, OSError):
 
 
 class RunInterrupted(VLDError):
-    """Ctrl-C or SIGTERM stopped the run; the message says how to resume (exit code 130)."""
+    """SIGTERM stopped the run (exit code 128 + 15); the CLI's line says how to resume."""
 
-    exit_code = 130
+    exit_code = 143
 
 
 def one_line(error):

@@ -9,6 +9,7 @@ import contextlib
 import os
 import random
 import shlex
+import shutil
 import signal
 import sys
 import tempfile
@@ -240,8 +241,6 @@ def run(cfg):
 
 def _check_free_space(model, save_dir):
     """OutputError before training when ``save_dir`` cannot hold a checkpoint (weights + Adam moments)."""
-    import shutil
-
     need = 3 * sum(p.numel() * p.element_size() for p in model.parameters())
     free = shutil.disk_usage(save_dir).free
     if free < need:
@@ -342,7 +341,7 @@ def main(argv=None):
                 how = "stopped by Ctrl-C" if isinstance(e, KeyboardInterrupt) else str(e)
                 if rank == 0:
                     report_error(interrupted_line(cfg, args, how, started), log)
-                return 130 if isinstance(e, KeyboardInterrupt) else 128 + signal.SIGTERM
+                return 130 if isinstance(e, KeyboardInterrupt) else e.exit_code
             except VLDError as e:
                 hint = f"; {DEMO_HINT}" if isinstance(e, DatasetNotFoundError) else ""
                 if isinstance(e, UsageError):  # the same on every rank: printed once
