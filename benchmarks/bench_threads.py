@@ -51,9 +51,9 @@ def child(args):
     """One run: train the demo for ``args.epochs`` epochs; print the epoch times as one JSON line."""
     import torch
 
-    from vld_plugin.engine import build_engine
+    from vld_plugin.launch import build_engine
     from vld_plugin.launch import build_datamanager, set_seed
-    from vld_plugin.models import build_model_from_config
+    from vld_plugin.launch import build_model
 
     if args.child_threads != "default":
         torch.set_num_threads(int(args.child_threads))
@@ -61,7 +61,7 @@ def child(args):
         cfg = demo_config(args.data_root, args.child_workers, args.iters, args.epochs, save_dir)
         set_seed(cfg.train.seed, cfg.train.deterministic)
         dm = build_datamanager(cfg)
-        engine = build_engine(cfg, dm, build_model_from_config(cfg, dm.num_train_pids), use_gpu=False)
+        engine = build_engine(cfg, dm, build_model(cfg, dm.num_train_pids), use_gpu=False)
         engine.max_epoch, times = args.epochs, []
         for engine.epoch in range(args.epochs):
             start = time.perf_counter()

@@ -158,7 +158,7 @@ def benchmark(device="cpu", amp=None, batch_size=32, seq_len=6, num_instances=4,
             ids_per_batch = batch_size // (2 * num_instances)
             generate_vcm(root, num_ids=max(16, 2 * ids_per_batch), seed=seed, height=cfg.data.height,
                          width=cfg.data.width, num_cams=3, test_fraction=0.25)
-        dm = VLDDataManager.from_config(cfg, root=root, sources="hitsz_vcm", targets="hitsz_vcm",
+        dm = build_datamanager(cfg, root=root, sources="hitsz_vcm", targets="hitsz_vcm",
                                         use_gpu=device.type == "cuda", verbose=False)
         if num_classes < dm.num_train_pids:
             raise ValueError(f"--num-classes {num_classes} is below the {dm.num_train_pids} training identities "

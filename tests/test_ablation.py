@@ -1,11 +1,13 @@
 import json
 import os
+import shlex
 import sys
 
 import pytest
 
-from vld_plugin import ablation
-from vld_plugin.ablation import AblationError, build_plan, main, run_ablation, run_streaming
+from projects.VLD import ablation
+from projects.VLD.ablation import build_plan, main, run_ablation, run_streaming
+from vld_plugin.errors import AblationError
 from vld_plugin.data.synthetic import generate_vcm
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -94,7 +96,8 @@ def test_run_streaming_keeps_the_last_error_line():
     assert run_streaming([sys.executable, "-c", code]) == (3, "error: bad thing")
 
 
-def test_mini_run_of_two_variants_writes_the_combined_table(tmp_path, monkeypatch):
+@pytest.mark.slow
+def test_mini_run_of_two_variants_writes_the_combined_table(tmp_path, monkeypatch, capsys):
     data = tmp_path / "data"
     generate_vcm(str(data / "HITSZ-VCM"), num_ids=8, seed=2, height=32, width=16, num_cams=2, min_len=12,
                  max_len=13, short_fraction=0.0)
@@ -104,7 +107,14 @@ def test_mini_run_of_two_variants_writes_the_combined_table(tmp_path, monkeypatc
             "sampler.num_instances", "2", "test.batch_size", "64"]
     root = tmp_path / "abl"
     argv = ["--config-file", DEMO, "--tables", "III", "--rows", "III:B", "III:B+IMLP+STP", "--root", str(root)] + opts
+    executed, streaming = [], ablation.run_streaming
+    monkeypatch.setattr(ablation, "run_streaming", lambda args, env=None: executed.append(args) or streaming(args, env))
     assert main(argv) == 0
+    # the commands printed are exactly the ones run
+    printed = [line.split(": ", 1)[1] for line in capsys.readouterr().out.splitlines()
+               if line.startswith("=> ablation run ")]
+    assert printed == [shlex.join(args) for args in executed] and len(executed) == 2
+    assert executed[0][:2] == [sys.executable, os.path.relpath(os.path.join(REPO, "projects", "VLD", "main.py"))]
     table = (root / "ablation.md").read_text()
     combined = json.loads((root / "ablation.json").read_text())
     assert [(r["table"], r["row"]) for r in combined["rows"]] == [("III", "B"), ("III", "B+IMLP+STP")]
@@ -127,6 +137,7 @@ def test_mini_run_of_two_variants_writes_the_combined_table(tmp_path, monkeypatc
 
     # finished runs are reused; a failing run is reported in its row and the exit code
     calls = []
+    monkeypatch.undo()
     monkeypatch.setattr(ablation, "execute", lambda cfg_file, run: calls.append(run["save_dir"]) or "exit code 1: boom")
     entries, markdown, _, _ = run_ablation(DEMO, ["III"], opts, str(root), rows=["III:B", "III:B+STP"])
     assert calls == [str(root / "vld_imlp0_sth1_sta1_hub1_tpl4")]

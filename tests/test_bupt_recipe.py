@@ -5,8 +5,9 @@ import warnings
 import pytest
 
 from vld_plugin.config import load_config
-from vld_plugin.data import CameraModalitySampler, VLDDataManager
+from vld_plugin.data import CameraModalitySampler
 from vld_plugin.data.synthetic import generate_bupt, generate_vcm
+from vld_plugin.launch import build_datamanager
 from vld_plugin.modality import INFRARED, VISIBLE
 
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
@@ -19,7 +20,7 @@ def test_bupt_config_is_the_released_recipe():
     assert cfg.train.batch_size == 32  # 8 identities x 2 cameras x 1 visible+infrared pair
     assert cfg.video.sample_method == "sorted_random"
     assert cfg.video.test_sample_method == ""  # each target's own: linspace for BUPTCampus
-    assert cfg.data.bupt_trimmed_test is False
+    assert cfg.bupt_campus.trimmed_test is False
     assert cfg.train == vcm.train and cfg.model == vcm.model and cfg.loss == vcm.loss
     # a cross-dataset run keeps the recipe of its training set
     assert load_config(os.path.join(CONFIGS, "vld_bupt_to_vcm.yaml")).sampler == cfg.sampler
@@ -42,7 +43,7 @@ def test_manager_from_bupt_config(bupt_root):
                             "train.iters_per_epoch", "2"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        dm = VLDDataManager.from_config(cfg, verbose=False)
+        dm = build_datamanager(cfg, verbose=False)
     assert isinstance(dm.train_sampler, CameraModalitySampler)
     assert dm.train_sampler.ids_per_batch == 8 and dm.train_sampler.num_cams == 2
     assert dm.train_loader.dataset.sample_method == "sorted_random"
@@ -64,7 +65,7 @@ def test_cross_dataset_targets_keep_their_own_test_frames(bupt_root):
                                                                   "train.batch_size", "16", *shared])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            dm = VLDDataManager.from_config(cfg, verbose=False)
+            dm = build_datamanager(cfg, verbose=False)
         assert dm.train_loader.dataset.sample_method == train_method
         methods = {name: dm.test_loader[name]["query"].dataset.sample_method for name in dm.test_loader}
         assert methods == {"bupt_campus": "linspace", "hitsz_vcm": "first_of_chunk"}, config
@@ -76,8 +77,8 @@ def test_validation_split_holds_identities_out_of_training(bupt_root):
                             "train.iters_per_epoch", "2", "data.val_ids", "4"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        full = VLDDataManager.from_config(cfg, verbose=False, val_ids=0)
-        dm = VLDDataManager.from_config(cfg, verbose=False)
+        full = build_datamanager(cfg, verbose=False, val_ids=0)
+        dm = build_datamanager(cfg, verbose=False)
     assert dm.num_train_pids == full.num_train_pids - 4
     assert sorted({t[1] for t in dm.train_set}) == list(range(dm.num_train_pids))  # relabelled, contiguous
     query, gallery = dm.val_loader["query"].dataset.items, dm.val_loader["gallery"].dataset.items

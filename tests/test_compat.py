@@ -3,55 +3,54 @@ import os
 import re
 import shutil
 
+import pytest
 import torchreid
 
 from vld_plugin import compat
 
 
-def test_pypi_layout_resolves_reid_namespace():
-    assert compat.LAYOUT == "pypi"
-    for name in compat.SUBMODULES:
-        module = getattr(compat, name)
-        assert module.__name__ == f"torchreid.reid.{name}"
-    assert compat.import_module("data.datamanager").VideoDataManager is compat.data.VideoDataManager
-    assert "resnet50" in compat.model_factory()
-    assert "mars" in compat.video_dataset_factory()
-
-
-def _make_source_layout(tmp_path):
-    """A source-layout torchreid (1.4.0 style: torchreid.data, ...) built from the installed PyPI one."""
-    src = os.path.join(os.path.dirname(torchreid.__file__), "reid")
-    dst = tmp_path / "torchreid"
-    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
+def _make_layout(tmp_path, layout):
+    """A copy of the installed torchreid (either layout) in ``layout``: 'pypi' (``torchreid.reid.*``,
+    as torchreid 0.2.5 from PyPI) or 'source' (``torchreid.*``, as 1.4.0 from its repository)."""
+    installed = os.path.dirname(torchreid.__file__)
+    code = os.path.join(installed, "reid") if os.path.isdir(os.path.join(installed, "reid")) else installed
+    top = tmp_path / layout / "torchreid"
+    dst = top / "reid" if layout == "pypi" else top
+    shutil.copytree(code, dst, ignore=shutil.ignore_patterns("__pycache__", "reid_model_factory*"))
     for root, _, files in os.walk(dst):
-        for name in files:
-            if name.endswith(".py"):
-                path = os.path.join(root, name)
-                with open(path) as f:
-                    text = f.read()
-                with open(path, "w") as f:
-                    f.write(re.sub(r"torchreid\.reid\b", "torchreid", text))
-    return tmp_path
+        for name in (n for n in files if n.endswith(".py")):
+            path = os.path.join(root, name)
+            with open(path) as f:
+                text = re.sub(r"\btorchreid\.reid\b", "torchreid", f.read())  # the source layout's names
+            if layout == "pypi":
+                text = re.sub(r"\btorchreid\b", "torchreid.reid", text)
+            with open(path, "w") as f:
+                f.write(text)
+    if layout == "pypi":
+        (top / "__init__.py").write_text("from torchreid.reid import data, engine, losses, metrics, models, optim, "
+                                         "utils\n__version__ = '0.2.5'\n")
+    return tmp_path / layout
 
 
-def test_source_layout_resolves_top_level_namespace(tmp_path, python_runner):
-    site = _make_source_layout(tmp_path)
+@pytest.mark.slow
+@pytest.mark.parametrize("layout", ["pypi", "source"])
+def test_either_layout_resolves_and_registers_everything(tmp_path, python_runner, layout):
+    site = _make_layout(tmp_path, layout)
     code = (
         "import vld_plugin, torchreid\n"
         "from vld_plugin import compat\n"
-        "assert not hasattr(torchreid, 'reid')\n"
-        "print(compat.LAYOUT, torchreid.__version__, compat.data.__name__, compat.metrics.__name__)\n"
-        "print(sorted(n for n, _ in vld_plugin.registry.MODELS if n in compat.model_factory()))\n"
-        "print(sorted(n for n, _ in vld_plugin.registry.VIDEO_DATASETS if n in compat.video_dataset_factory()))\n"
-        "print(sorted(n for n, _ in vld_plugin.registry.MODELS))\n"
-        "print(sorted(n for n, _ in vld_plugin.registry.VIDEO_DATASETS))\n"
+        "print(compat.LAYOUT, torchreid.__file__.startswith(sys.argv[1]))\n"
+        "print(sorted({m.__name__ for m in (compat.data, compat.engine, compat.metrics, compat.models)}))\n"
+        "print(compat.import_module('data.datamanager').VideoDataManager is compat.data.VideoDataManager)\n"
+        "print(all(n in compat.model_factory() for n in ('resnet50', *vld_plugin.registry.MODELS)))\n"
+        "print(all(n in compat.video_dataset_factory() for n in ('mars', *vld_plugin.registry.VIDEO_DATASETS)))\n"
     )
-    result = python_runner(["-c", code], env_extra={"PYTHONPATH": str(site)})
+    result = python_runner(["-c", "import sys\n" + code, str(site)], env_extra={"PYTHONPATH": str(site)})
     assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
-    assert lines[0] == "source 1.4.0 torchreid.data torchreid.metrics"
-    # everything the plugin registers is registered in the source layout too
-    assert lines[1] == lines[3] and lines[2] == lines[4]
+    prefix = "torchreid.reid" if layout == "pypi" else "torchreid"
+    assert result.stdout.splitlines() == [
+        f"{layout} True", str(sorted(f"{prefix}.{m}" for m in ("data", "engine", "metrics", "models"))),
+        "True", "True", "True"]
 
 
 def test_missing_torchreid_gives_install_hint(tmp_path, python_runner):

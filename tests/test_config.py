@@ -136,3 +136,67 @@ def test_shipped_configs_load(path):
         assert cfg.model.name != "vld"
         assert cfg.train == base.train and cfg.sampler == base.sampler and cfg.test == base.test
         assert list(cfg.data.sources) == list(base.data.sources)
+
+
+def test_model_defaults_live_in_the_model():
+    """The config's model keys default to what create_model / VLD take by default (one set of defaults)."""
+    import inspect
+
+    from vld_plugin.config import model_kwargs
+    from vld_plugin.models import VLD, create_model
+
+    library = {name: p.default for fn in (create_model, VLD) for name, p in inspect.signature(fn).parameters.items()
+               if p.default is not inspect.Parameter.empty}
+    kwargs = model_kwargs(get_default_config())
+    assert kwargs.pop("name") == "vld" and kwargs.pop("pretrained") == "openai"
+    assert kwargs["image_size"] == (288, 144) and library["image_size"] == (288, 144)
+    assert {k: library[k] for k in kwargs} == kwargs
+    assert set(library) - set(kwargs) == {"pretrained", "prune_last_block"}  # set apart from the config
+
+
+@pytest.mark.slow
+def test_every_default_key_is_read_by_a_run(tmp_path, monkeypatch):
+    """A training run (with evaluation) reads every key of the default config after loading it: a key
+    nothing reads would be a setting that silently does nothing."""
+    from yacs.config import CfgNode
+
+    from vld_plugin import launch
+    from vld_plugin.config import _known_keys
+    from vld_plugin.data.synthetic import generate_vcm
+
+    prefixes, read = {}, set()
+
+    def recording(original):
+        def access(node, name):
+            value = original(node, name)
+            prefix = prefixes.get(id(node))
+            if prefix is not None:
+                if isinstance(value, CfgNode):
+                    prefixes[id(value)] = f"{prefix}{name}."
+                else:
+                    read.add(prefix + name)
+            return value
+        return access
+
+    loaded = []
+
+    def load_and_record(*args, **kwargs):
+        cfg = load_config(*args, **kwargs)
+        prefixes[id(cfg)] = ""
+        loaded.append(cfg)
+        return cfg
+
+    monkeypatch.setattr(CfgNode, "__getattr__", recording(CfgNode.__getattr__))
+    monkeypatch.setattr(CfgNode, "__getitem__", recording(dict.__getitem__))
+    monkeypatch.setattr(launch, "load_config", load_and_record)
+    data = tmp_path / "data"
+    generate_vcm(str(data / "HITSZ-VCM"), num_ids=8, seed=2, height=32, width=16, num_cams=2, min_len=12,
+                 max_len=13, short_fraction=0.0)
+    opts = ["data.root", str(data), "data.synthetic", "False", "data.height", "32", "data.width", "16",
+            "data.workers", "0", "video.seq_len", "4", "vld.layers", "2", "vld.text_layers", "1",
+            "train.max_epoch", "1", "train.iters_per_epoch", "1", "train.batch_size", "8",
+            "sampler.num_instances", "2", "test.batch_size", "64", "data.save_dir", str(tmp_path / "run")]
+    demo = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "vld_demo.yaml")
+    assert launch.main(["--config-file", demo] + opts) == 0
+    assert len(loaded) == 1 and (tmp_path / "run" / "results.json").is_file()
+    assert sorted(set(_known_keys(get_default_config())) - read) == []

@@ -11,7 +11,7 @@ import vld_plugin  # noqa: F401
 from vld_plugin import compat
 from vld_plugin.data import BUPTCampus, DatasetFormatError, VLDDataManager, read_frame
 from vld_plugin.data.bupt_campus import CAMERAS
-from vld_plugin.data.sampling import sorted_random
+from vld_plugin.data.frame_sampling import sorted_random
 from vld_plugin.data.synthetic import generate_bupt
 from vld_plugin.modality import INFRARED, VISIBLE
 

@@ -6,9 +6,10 @@ from PIL import Image
 import vld_plugin  # noqa: F401
 from vld_plugin.config import load_config
 from vld_plugin.data import VLDDataManager, read_frame
-from vld_plugin.data.sampling import first_of_chunk
+from vld_plugin.data.frame_sampling import first_of_chunk
 from vld_plugin.data.synthetic import generate_vcm
 from vld_plugin.data.transforms import TrackletTransform, normalize, random_erase
+from vld_plugin.launch import build_datamanager
 from vld_plugin.modality import INFRARED, VISIBLE
 
 TINY = dict(num_ids=14, seed=4, height=48, width=24, num_cams=3, min_len=12, max_len=15, short_fraction=0.0)
@@ -60,7 +61,7 @@ def test_test_loaders_use_first_of_chunk_frames(root):
 def test_from_config_and_workers(root):
     cfg = load_config(opts=["data.root", root, "data.height", "32", "data.width", "16", "data.workers", "1",
                             "train.batch_size", "8", "sampler.num_instances", "2", "train.iters_per_epoch", "3"])
-    dm = VLDDataManager.from_config(cfg, verbose=False)
+    dm = build_datamanager(cfg, verbose=False)
     assert len(dm.train_loader) == 3
     seen = [b["pid"].tolist() for b in dm.train_loader]
     assert len(seen) == 3 and all(len(p) == 8 for p in seen)

@@ -6,17 +6,18 @@ import pytest
 import torch
 from fakes import FakeDataManager, TinyVideoModel
 
-from vld_plugin import compat
 from vld_plugin.checkpoint import CheckpointError, load_checkpoint
 from vld_plugin.config import get_default_config
 from vld_plugin.engine import (
     EngineConfigError,
     NonFiniteLossError,
     PairedModalityEngine,
-    build_engine,
-    is_torchreid_model,
     resolve_amp,
 )
+from vld_plugin.evaluation.report import SELECTED_KEY
+from vld_plugin.launch import build_engine
+from vld_plugin.models import build_model
+from vld_plugin.models.frame_wise import FrameWise
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -166,10 +167,11 @@ def test_cross_dataset_targets_each_evaluated(tmp_path):
     assert rank1 == results["source_ds"]["infrared-to-visible"]["rank1"]
 
 
-def test_cuhk03_metric_fails_clearly(tmp_path):
-    with pytest.raises(EngineConfigError, match="use_metric_cuhk03 does not apply"):
+def test_cuhk03_metric_is_not_taken(tmp_path):
+    # torchreid's image-only option is not silently accepted and ignored
+    with pytest.raises(TypeError, match="use_metric_cuhk03"):
         make_engine().run(save_dir=str(tmp_path), test_only=True, use_metric_cuhk03=True)
-    with pytest.raises(EngineConfigError, match="use_metric_cuhk03 does not apply"):
+    with pytest.raises(TypeError, match="use_metric_cuhk03"):
         make_engine().test(save_dir=str(tmp_path), use_metric_cuhk03=True)
 
 
@@ -185,19 +187,22 @@ def test_rerank_changes_the_distances_but_not_the_protocols(tmp_path):
 
 def test_torchreid_model_trains_frame_wise_and_evaluates(tmp_path):
     dm = FakeDataManager()
-    model = compat.models.build_model("resnet18", num_classes=dm.num_train_pids, loss="triplet",
-                                      pretrained=False, use_gpu=False)
-    assert is_torchreid_model(model)
+    model = build_model("resnet18", dm.num_train_pids, pretrained="none")
+    assert isinstance(model, FrameWise)
     engine = make_engine(model=model, max_epoch=1)
-    assert engine.frame_wise
     engine.epoch, engine.batch_idx = 0, 0
     engine.set_model_mode("train")
     summary = engine.forward_backward(next(iter(engine.train_loader)))
     assert set(summary) == {"loss", "ce_cls", "wrt_cls"}
     feats, meta = engine.extract(dm.test_loader["fake"]["query"])
     assert feats.shape == (8, 512) and list(meta["modalities"]) == [1] * 8
+    # the tracklet feature is the mean of the torchreid model's frame features
+    imgs = torch.cat([batch["img"] for batch in dm.test_loader["fake"]["query"]])
+    with torch.no_grad():
+        frames = super(FrameWise, model).forward(imgs.flatten(0, 1)).view(8, imgs.shape[1], -1)
+    torch.testing.assert_close(feats, frames.mean(1), rtol=1e-5, atol=1e-5)
     rank1 = engine.run(**run_kwargs(tmp_path, 1))
-    assert 0.0 <= rank1 <= 1.0
+    assert rank1 == json.load(open(tmp_path / "results.json"))["fake"]["infrared-to-visible"]["rank1"]
 
 
 def test_resume_rejects_foreign_or_mismatched_checkpoints(tmp_path):
@@ -223,7 +228,7 @@ def test_run_accepts_the_config_run_kwargs(tmp_path):
 
 def test_validation_selects_best_epoch_and_reports_its_test_results(tmp_path, capsys):
     from vld_plugin.checkpoint import load_weights
-    from vld_plugin.engine import BEST_NAME, SELECTED_KEY
+    from vld_plugin.engine import BEST_NAME
 
     engine = make_engine(max_epoch=6, iters=6, num_train=30, num_test=12, num_val=10)
     engine.run(**run_kwargs(tmp_path, 6))
@@ -252,7 +257,7 @@ def test_validation_selects_best_epoch_and_reports_its_test_results(tmp_path, ca
 
 
 def test_no_validation_split_writes_no_selection(tmp_path):
-    from vld_plugin.engine import BEST_NAME, SELECTED_KEY
+    from vld_plugin.engine import BEST_NAME
 
     make_engine(max_epoch=2).run(**run_kwargs(tmp_path, 2))
     assert SELECTED_KEY not in json.load(open(tmp_path / "results.json"))

@@ -11,7 +11,8 @@ from vld_plugin.checkpoint import FORMAT, CheckpointError, save_checkpoint
 from vld_plugin.config import load_config
 from vld_plugin.data import ImageReadError
 from vld_plugin.feature_extractor import FeatureInputError
-from vld_plugin.models import build_model_from_config
+from vld_plugin.launch import build_model
+from vld_plugin.models.frame_wise import FrameWise
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO = os.path.join(REPO, "configs", "vld_demo.yaml")
@@ -28,7 +29,7 @@ def saved(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("fx")
     torch.manual_seed(0)
     cfg = load_config(DEMO, OPTS + ["model.pretrained", "none"])
-    model = build_model_from_config(cfg, NUM_IDS)
+    model = build_model(cfg, NUM_IDS)
     for name, buf in model.named_buffers():
         if "running" in name:
             buf.uniform_(0.5, 1.5)
@@ -140,13 +141,13 @@ def test_clear_errors(saved):
 def test_torchreid_model_runs_frame_wise_and_averages_over_frames(tmp_path):
     opts = ["model.name", "osnet_x0_25", "data.height", "64", "data.width", "32", "video.seq_len", "3"]
     torch.manual_seed(1)
-    model = build_model_from_config(load_config(DEMO, opts + ["model.pretrained", "none"]), 4).eval()
+    model = build_model(load_config(DEMO, opts + ["model.pretrained", "none"]), 4).eval()
     path = str(tmp_path / "osnet.pth")
     torch.save({"state_dict": model.state_dict()}, path)  # torchreid's checkpoint layout
     images = torch.randn(2, 3, 3, 64, 32)
     feats = FeatureExtractor(DEMO, path, opts=opts)(images)
     with torch.no_grad():
-        expected = model(images.flatten(0, 1)).view(2, 3, -1).mean(1)
+        expected = super(FrameWise, model).forward(images.flatten(0, 1)).view(2, 3, -1).mean(1)
     assert feats.shape == (2, 512)
     torch.testing.assert_close(feats, expected)
 

@@ -83,10 +83,10 @@ def test_bad_checkpoint_exits_1_with_one_line(root, tmp_path, capsys):
 
 def test_torchreid_model_name_builds_a_frame_model():
     from vld_plugin.compat import models
-    from vld_plugin.models import build_model_from_config
+    from vld_plugin.launch import build_model
 
     cfg = load_config(DEMO, ["model.name", "osnet_x0_25", "model.pretrained", "none"])
-    model = build_model_from_config(cfg, num_classes=7)
+    model = build_model(cfg, num_classes=7)
     assert type(model) is type(models.build_model("osnet_x0_25", 7, pretrained=False))
     assert model.classifier.out_features == 7
 

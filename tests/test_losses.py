@@ -6,7 +6,8 @@ import torch
 from released import released_wrt
 
 from vld_plugin.config import get_default_config
-from vld_plugin.losses import CrossEntropyLoss, VLDLoss, WeightedRegularizedTriplet, build_loss, v2t_loss
+from vld_plugin.config import loss_kwargs
+from vld_plugin.losses import CrossEntropyLoss, VLDLoss, WeightedRegularizedTriplet, v2t_loss
 
 E = math.e
 # four 1-d points 0, 1, 3, 6; identities 0, 0, 1, 1
@@ -144,12 +145,12 @@ def test_vld_loss_skips_absent_terms_and_rejects_empty():
         VLDLoss()({"something": out["feat_cls"]}, y)
 
 
-def test_build_loss_reads_config():
+def test_loss_kwargs_read_the_config():
     cfg = get_default_config()
     cfg.loss.vld.lambda2 = 0.7
-    loss = build_loss(cfg)
+    loss = VLDLoss(**loss_kwargs(cfg))
     assert dict((n, w) for n, _, _, w in loss.terms)["ce_sta"] == 0.7
     wrts = [fn for name, _, fn, _ in loss.terms if name.startswith("wrt")]
     assert len(wrts) == 4 and not any(w.exact_softmax for w in wrts)  # released weights by default
     cfg.loss.wrt.exact_softmax = True
-    assert all(fn.exact_softmax for name, _, fn, _ in build_loss(cfg).terms if name.startswith("wrt"))
+    assert all(fn.exact_softmax for name, _, fn, _ in VLDLoss(**loss_kwargs(cfg)).terms if name.startswith("wrt"))

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from vld_plugin.config import get_default_config
-from vld_plugin.models import TINY_OPTIONS, PretrainedWeightsError, build_model_from_config, clip_loader, create_model
+from vld_plugin.launch import build_model
+from vld_plugin.models import TINY_OPTIONS, PretrainedWeightsError, clip_loader, create_model
 from vld_plugin.models.clip_loader import build_clip, resolve_pretrained
 
 NAME = "ViT-B-16-quickgelu"
@@ -84,13 +85,13 @@ def test_config_route_with_model_pretrained_path(saved_clip):
     cfg.data.height, cfg.data.width = TINY_OPTIONS["image_size"]
     cfg.video.seq_len = 4
     cfg.model.pretrained = str(path)
-    _check_loaded(build_model_from_config(cfg, 4), clip)
+    _check_loaded(build_model(cfg, 4), clip)
     cfg.model.name = "clip_tap"
-    baseline = build_model_from_config(cfg, 4)
+    baseline = build_model(cfg, 4)
     assert baseline.hub is None and baseline.prompt_learner is None
     cfg.model.name = "osnet"
     with pytest.raises(ValueError, match="model.name 'osnet'"):
-        build_model_from_config(cfg, 4)
+        build_model(cfg, 4)
 
 
 def test_missing_file_and_wrong_architecture(saved_clip, tmp_path):

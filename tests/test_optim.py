@@ -32,7 +32,7 @@ def _names(model, group):
 def test_param_groups_and_lr_mult():
     cfg = get_default_config()
     model = Tiny()
-    opt = build_optimizer(model, lr_mult=cfg.train.lr_mult, **optimizer_kwargs(cfg))
+    opt = build_optimizer(model, **optimizer_kwargs(cfg))
     assert isinstance(opt, torch.optim.AdamW)
     base, boosted = opt.param_groups
     # the released rule: names containing bias, classifier or prompt_learner (a BNNeck outside a
@@ -58,11 +58,11 @@ def test_vld_boosted_set_equals_released_rule_on_official_names():
     """Every trainable VLD parameter, renamed to the released model's name, is boosted exactly
     when the released rule boosts it (BNNecks inside the classifier heads included)."""
     from vld_plugin.config import load_config
-    from vld_plugin.models import build_model_from_config
+    from vld_plugin.launch import build_model
     from vld_plugin.models.convert import NAME_MAP
 
     cfg = load_config("configs/vld_demo.yaml")
-    model = build_model_from_config(cfg, 6)
+    model = build_model(cfg, 6)
     to_official = [(ours, theirs) for theirs, ours in NAME_MAP]
     checked = 0
     for name, p in model.named_parameters():
@@ -106,13 +106,13 @@ def _released_lr(base_lr, epoch, recipe_lr=2.5e-5, epochs=24, warmup=3):
 
 def test_warmup_cosine_equals_released_schedule_for_every_parameter():
     from vld_plugin.config import load_config
-    from vld_plugin.models import build_model_from_config
+    from vld_plugin.launch import build_model
 
     cfg = load_config("", ["model.pretrained", "none", "vld.width", "64", "vld.layers", "2", "vld.heads", "4",
                            "vld.patch_size", "16", "vld.embed_dim", "32", "vld.text_width", "64",
                            "vld.text_layers", "1", "vld.text_heads", "4", "vld.hub_start_block", "0"])
-    model = build_model_from_config(cfg, 5)
-    opt = build_optimizer(model, lr_mult=cfg.train.lr_mult, **optimizer_kwargs(cfg))
+    model = build_model(cfg, 5)
+    opt = build_optimizer(model, **optimizer_kwargs(cfg))
     sched = build_lr_scheduler(opt, **lr_scheduler_kwargs(cfg))
     assert isinstance(sched, WarmupCosineLR)
     lr_of = {}
@@ -135,7 +135,7 @@ def test_warmup_cosine_equals_released_schedule_for_every_parameter():
 def test_per_group_floor_switch():
     cfg = get_default_config()
     cfg.train.per_group_lr_floor = True
-    opt = build_optimizer(Tiny(), lr_mult=25.0, **optimizer_kwargs(cfg))
+    opt = build_optimizer(Tiny(), **optimizer_kwargs(cfg))
     sched = build_lr_scheduler(opt, **lr_scheduler_kwargs(cfg))
     lrs = _lrs(sched, opt, 24)
     base = 2.5e-5

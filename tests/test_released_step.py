@@ -4,20 +4,21 @@ import torch
 from released import released_total
 
 from vld_plugin.config import load_config
-from vld_plugin.losses import build_loss
-from vld_plugin.models import build_model_from_config
+from vld_plugin.config import loss_kwargs
+from vld_plugin.launch import build_model
+from vld_plugin.losses import VLDLoss
 
 
 @pytest.mark.slow
 def test_full_model_step_loss_and_gradients_equal_released():
     cfg = load_config("configs/vld_vcm.yaml", ["model.pretrained", "none"])  # ViT-B/16, 288x144, T = 6
     torch.manual_seed(0)
-    model = build_model_from_config(cfg, num_classes=3).train()
+    model = build_model(cfg, num_classes=3).train()
     # 2 identities x 1 visible+infrared pair, in our sampler's order (v, i, v, i)
     pids = torch.tensor([0, 0, 2, 2])
     imgs = torch.randn(4, cfg.video.seq_len, 3, cfg.data.height, cfg.data.width)
     outputs = model(imgs)
-    ours, _ = build_loss(cfg)(outputs, pids)
+    ours, _ = VLDLoss(**loss_kwargs(cfg))(outputs, pids)
     # the released code orders the batch as all visible, then all infrared
     order = torch.tensor([0, 2, 1, 3])
     reference = released_total({k: v[order] for k, v in outputs.items()}, pids[order])

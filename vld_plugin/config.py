@@ -27,7 +27,6 @@ def get_default_config():
     cfg.model.resume = ""  # a checkpoint to resume training from
 
     cfg.data = CN()
-    cfg.data.type = "video"
     cfg.data.root = "datasets"
     cfg.data.sources = ["hitsz_vcm"]
     cfg.data.targets = ["hitsz_vcm"]
@@ -40,11 +39,16 @@ def get_default_config():
     cfg.data.norm_mean = [0.485, 0.456, 0.406]  # ImageNet statistics, as the authors
     cfg.data.norm_std = [0.229, 0.224, 0.225]
     cfg.data.save_dir = "log/vld"
-    cfg.data.min_seq_len = 12  # HITSZ-VCM: tracklets shorter than this are dropped
-    cfg.data.bupt_auxiliary = False  # BUPTCampus: add the auxiliary (FakeIR) training set
-    cfg.data.bupt_trimmed_test = False  # BUPTCampus: the official sampler's trimmed test sets
     cfg.data.val_ids = 0  # training identities held out for validation (best epoch on their mAP); 0 = none
     cfg.data.synthetic = False  # generate a synthetic copy under data.root when the dataset is missing
+
+    # per-dataset options, one group per torchreid dataset name (each dataset gets only its own)
+    cfg.hitsz_vcm = CN()
+    cfg.hitsz_vcm.min_seq_len = 12  # tracklets shorter than this are dropped (the authors' protocol)
+    cfg.bupt_campus = CN()
+    cfg.bupt_campus.auxiliary = False  # add the auxiliary training set
+    cfg.bupt_campus.auxiliary_ir = "FakeIR"  # the auxiliary set's infrared side: FakeIR (generated) or IR
+    cfg.bupt_campus.trimmed_test = False  # the official sampler's trimmed test sets
 
     cfg.sampler = CN()
     cfg.sampler.train_sampler = "ModalityIdentitySampler"
@@ -55,7 +59,6 @@ def get_default_config():
     cfg.video.seq_len = 6
     cfg.video.sample_method = "restricted_random"  # train; torchreid's evenly/random/all too
     cfg.video.test_sample_method = ""  # "" = each target's own (HITSZ-VCM first_of_chunk, BUPTCampus linspace)
-    cfg.video.pooling_method = "avg"
     cfg.video.consistent_geometry = False  # one crop/flip per tracklet instead of per frame
 
     cfg.train = CN()
@@ -92,7 +95,6 @@ def get_default_config():
     cfg.adam.beta2 = 0.999
 
     cfg.loss = CN()
-    cfg.loss.name = "vld"
     cfg.loss.softmax = CN()
     cfg.loss.softmax.label_smooth = False
     cfg.loss.wrt = CN()
@@ -189,6 +191,9 @@ def _check_key(cfg, full_key, where, hint=""):
             hint = hint or (f"; did you mean '{close}'?" if close else "")
             raise ConfigError(f"unknown config key '{full_key}' in {where}{hint}")
         node = node[part]
+    if isinstance(node, CN):
+        keys = ", ".join(f"{full_key}.{k}" for k in node)
+        raise ConfigError(f"'{full_key}' in {where} is a group of keys ({keys}), not a key{hint}")
 
 
 def _list_syntax(values):
@@ -213,8 +218,6 @@ def _coerce(full_key, current, raw, where):
     list key becomes a one-element list, an int a float, 'true'/'false' a bool; ConfigError
     when the type is wrong."""
     value = CN._decode_cfg_value(raw)  # what yacs makes of it
-    if isinstance(current, CN):
-        raise ConfigError(f"bad value in {where}: '{full_key}' is a group of keys, not a value")
     if isinstance(current, (list, tuple)):
         if isinstance(value, str) and value.lstrip().startswith("["):  # [a, b]: a list in YAML's syntax
             try:
@@ -250,7 +253,7 @@ def _flatten(tree, prefix=""):
         full = f"{prefix}{name}"
         if isinstance(value, dict):
             yield from _flatten(value, full + ".")
-        else:
+        elif value is not None:  # None: a group whose keys are all commented out (or a value left empty)
             yield full
 
 
@@ -309,15 +312,12 @@ def _merge(cfg, merge, where):
         raise ConfigError(f"bad value in {where}: {e}") from None
 
 
-NO_WEIGHTS = ("", "none", "false")  # model.pretrained values that mean random init
 # model.pretrained values that give a torchreid model its ImageNet weights ('openai', the
 # default, too, so that changing model.name alone works)
 TORCHREID_WEIGHTS = ("imagenet", "openai")
 OPTIMIZERS = ("adamw", "adam", "sgd")  # optim.build_optimizer
 LR_SCHEDULERS = ("warmup_cosine", "single_step", "multi_step", "cosine")  # optim.build_lr_scheduler
 TRANSFORMS = ("random_crop", "random_flip", "random_erase")  # data.datamanager
-POOLING = ("avg",)  # temporal average pooling: the only one (VLD's TAP, torchreid models frame-wise)
-LOSSES = ("vld",)  # the engine's only loss (CE + WRT for torchreid models)
 
 RULES = {
     "> 0": lambda v: v > 0,
@@ -331,7 +331,8 @@ RULES = {
 # test.eval_freq <= 0 means "after the last epoch only"
 RANGES = {
     "data.workers": ">= 0", "data.split_id": ">= 0", "data.height": "> 0", "data.width": "> 0",
-    "data.norm_mean": "finite", "data.norm_std": "> 0", "data.min_seq_len": ">= 0", "data.val_ids": ">= 0",
+    "data.norm_mean": "finite", "data.norm_std": "> 0", "hitsz_vcm.min_seq_len": ">= 0",
+    "data.val_ids": ">= 0",
     "sampler.num_instances": "> 0", "sampler.num_cams": "> 0", "video.seq_len": "> 0",
     "train.lr": "> 0", "train.weight_decay": ">= 0", "train.max_epoch": "> 0", "train.start_epoch": ">= 0",
     "train.iters_per_epoch": "> 0", "train.batch_size": "> 0", "train.fixbase_epoch": ">= 0",
@@ -356,9 +357,9 @@ def value_choices():
 
     from . import compat
     from .data.base import VLDVideoDataset
-    from .data.datamanager import VLDDataManager
-    from .data.samplers import SAMPLERS
-    from .data.sampling import METHODS
+    from .data.bupt_campus import AUXILIARY_IR
+    from .data.frame_sampling import METHODS
+    from .data.identity_samplers import SAMPLERS
     from .engine import AMP_MODES
     from .evaluation.distance import METRICS
     from .models.fusion import FUSIONS
@@ -367,10 +368,10 @@ def value_choices():
     datasets = [name for name, cls in compat.video_dataset_factory().items()
                 if isinstance(cls, type) and issubclass(cls, VLDVideoDataset)]  # what VLDDataManager takes
     return {
-        "data.type": (VLDDataManager.data_type,), "data.sources": datasets, "data.targets": datasets,
+        "data.sources": datasets, "data.targets": datasets, "bupt_campus.auxiliary_ir": AUXILIARY_IR,
         "data.transforms": TRANSFORMS, "sampler.train_sampler": SAMPLERS, "video.sample_method": METHODS,
-        "video.test_sample_method": [""] + list(METHODS), "video.pooling_method": POOLING,
-        "train.optim": OPTIMIZERS, "train.lr_scheduler": LR_SCHEDULERS, "train.amp": AMP_MODES, "loss.name": LOSSES,
+        "video.test_sample_method": [""] + list(METHODS),
+        "train.optim": OPTIMIZERS, "train.lr_scheduler": LR_SCHEDULERS, "train.amp": AMP_MODES,
         "test.dist_metric": METRICS, "vld.clip_name": open_clip.list_models(), "vld.prompt_template": TEMPLATES,
         "vld.temporal_fusion": FUSIONS,
     }
@@ -434,6 +435,7 @@ def _check_pretrained(name, value):
     """A VLD model takes 'openai', none or an existing file; a torchreid model imagenet or none.
     (Whether a torchreid model's ImageNet weights are at hand is checked when it is built.)"""
     from .models.build import BUILDERS
+    from .models.clip_loader import NO_WEIGHTS
 
     text = value.strip()
     if text.lower() in NO_WEIGHTS:
@@ -447,7 +449,7 @@ def _check_pretrained(name, value):
 
 
 def videodata_kwargs(cfg):
-    """Keyword arguments for the plugin's data manager (torchreid's VideoDataManager's, plus ours)."""
+    """Keyword arguments of the plugin's data manager (torchreid's VideoDataManager's, plus ours)."""
     return dict(
         root=cfg.data.root,
         sources=list(cfg.data.sources),
@@ -457,7 +459,6 @@ def videodata_kwargs(cfg):
         transforms=list(cfg.data.transforms),
         norm_mean=list(cfg.data.norm_mean),
         norm_std=list(cfg.data.norm_std),
-        use_gpu=None,
         split_id=cfg.data.split_id,
         combineall=cfg.data.combineall,
         batch_size_train=cfg.train.batch_size,
@@ -472,19 +473,46 @@ def videodata_kwargs(cfg):
         num_cams=cfg.sampler.num_cams,
         iters_per_epoch=cfg.train.iters_per_epoch,
         seed=cfg.train.seed,
-        min_seq_len=cfg.data.min_seq_len,
-        bupt_auxiliary=cfg.data.bupt_auxiliary,
-        bupt_trimmed_test=cfg.data.bupt_trimmed_test,
         val_ids=cfg.data.val_ids,
+        dataset_options=dict(
+            hitsz_vcm=dict(min_seq_len=cfg.hitsz_vcm.min_seq_len),
+            bupt_campus=dict(auxiliary=cfg.bupt_campus.auxiliary, auxiliary_ir=cfg.bupt_campus.auxiliary_ir,
+                             trimmed_test=cfg.bupt_campus.trimmed_test),
+        ),
     )
 
 
+def model_kwargs(cfg):
+    """Keyword arguments of ``models.build_model``: the name, the weights and, for a VLD model, its
+    architecture (``vld`` group, input size, frames per tracklet)."""
+    from .models.build import BUILDERS
+
+    kwargs = dict(name=cfg.model.name, pretrained=cfg.model.pretrained)
+    if cfg.model.name in BUILDERS:
+        v = cfg.vld
+        kwargs.update(
+            clip_name=v.clip_name, image_size=(cfg.data.height, cfg.data.width), seq_len=cfg.video.seq_len,
+            width=v.width, layers=v.layers, heads=v.heads, patch_size=v.patch_size, embed_dim=v.embed_dim,
+            text_width=v.text_width, text_layers=v.text_layers, text_heads=v.text_heads,
+            imlp=v.imlp, sth=v.sth, sta=v.sta, hub_start_block=v.hub_start_block, prompt_template=v.prompt_template,
+            num_ctx=v.num_ctx, temporal_fusion=v.temporal_fusion, grad_checkpointing=v.grad_checkpointing,
+        )
+    return kwargs
+
+
+def loss_kwargs(cfg):
+    """Keyword arguments of ``losses.VLDLoss``."""
+    return dict(lambda1=cfg.loss.vld.lambda1, lambda2=cfg.loss.vld.lambda2, lambda3=cfg.loss.vld.lambda3,
+                label_smooth=cfg.loss.softmax.label_smooth, wrt_exact_softmax=cfg.loss.wrt.exact_softmax)
+
+
 def optimizer_kwargs(cfg):
-    """Keyword arguments for an optimizer builder, named as torchreid's ``build_optimizer``'s."""
+    """Keyword arguments of ``optim.build_optimizer`` (named as torchreid's, plus ``lr_mult``)."""
     return dict(
         optim=cfg.train.optim,
         lr=cfg.train.lr,
         weight_decay=cfg.train.weight_decay,
+        lr_mult=cfg.train.lr_mult,
         momentum=cfg.sgd.momentum,
         sgd_dampening=cfg.sgd.dampening,
         sgd_nesterov=cfg.sgd.nesterov,
@@ -494,7 +522,7 @@ def optimizer_kwargs(cfg):
 
 
 def lr_scheduler_kwargs(cfg):
-    """Keyword arguments for a learning-rate scheduler builder."""
+    """Keyword arguments of ``optim.build_lr_scheduler``."""
     return dict(
         lr_scheduler=cfg.train.lr_scheduler,
         stepsize=list(cfg.train.stepsize),
@@ -508,8 +536,14 @@ def lr_scheduler_kwargs(cfg):
     )
 
 
+def engine_kwargs(cfg):
+    """Keyword arguments of ``PairedModalityEngine`` besides the data manager, model, optimizer,
+    scheduler and loss: mixed precision, clipping and the settings a checkpoint records."""
+    return dict(amp=cfg.train.amp, grad_clip=cfg.train.grad_clip, settings=resume_settings(cfg))
+
+
 def engine_run_kwargs(cfg):
-    """Keyword arguments of torchreid's ``Engine.run``."""
+    """Keyword arguments of ``PairedModalityEngine.run`` (torchreid's ``Engine.run``)."""
     return dict(
         save_dir=cfg.data.save_dir,
         max_epoch=cfg.train.max_epoch,
@@ -524,7 +558,6 @@ def engine_run_kwargs(cfg):
         normalize_feature=cfg.test.normalize_feature,
         visrank=cfg.test.visrank,
         visrank_topk=cfg.test.visrank_topk,
-        use_metric_cuhk03=False,
         ranks=list(cfg.test.ranks),
         rerank=cfg.test.rerank,
     )

@@ -2,9 +2,11 @@
 
 Each step runs the model once over a batch holding both modalities (dict batch with ``img``
 (B, T, 3, H, W) and ``pid``), computes the VLD loss (or CE + WRT for torchreid models) and
-steps, with optional mixed precision, gradient clipping and DistributedDataParallel.
-``run(...)`` keeps torchreid's signature; it writes a resumable checkpoint after every epoch
-and evaluates every protocol of every target dataset.
+steps, with optional mixed precision, gradient clipping and DistributedDataParallel. It uses
+torchreid's hooks: ``parse_data_for_train`` / ``parse_data_for_eval`` put a batch on the device,
+``forward_backward`` is the step, ``extract_features`` (inherited) runs the model in eval mode.
+``run(...)`` takes torchreid's arguments; it writes a resumable checkpoint after every epoch and
+evaluates every protocol of every target dataset (reported by ``evaluation.report``).
 """
 import os
 import time
@@ -26,17 +28,16 @@ from .checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from .config import lr_scheduler_kwargs, optimizer_kwargs, resume_settings
 from .distributed import gather_for_loss, gather_objects, rank_and_world, shard_loader
 from .errors import CheckpointError, ConfigError, EngineConfigError, NonFiniteLossError, VLDError, one_line
-from .losses import VLDLoss, build_loss
-from .optim import build_lr_scheduler, build_optimizer
+from .evaluation.report import report_results, report_selection
+from .losses import VLDLoss
 
 CHECKPOINT_NAME = "checkpoint.pth"
 BEST_NAME = "best.pth"  # weights of the epoch with the best validation mAP (data.val_ids > 0)
 RESUME_KEYS = ("epoch", "model", "optimizer", "scheduler", "scaler", "rng", "sampler")  # what resume reads
-SELECTED_KEY = "selected_by_validation"  # results.json entry of that epoch
 AMP_MODES = ("auto", "bf16", "fp16", "off")
+EVAL_KEYS = ("img", "pid", "camid", "modality")  # what a test batch holds
 
 
 def resolve_amp(mode, device):
@@ -57,26 +58,6 @@ def resolve_amp(mode, device):
     return torch.float16, True
 
 
-def is_torchreid_model(model):
-    """True for models of torchreid's zoo, which take frames (N, 3, H, W) instead of tracklets."""
-    return type(model).__module__.split(".")[0] == "torchreid"
-
-
-def forward_tracklets(net, imgs, frame_wise, training):
-    """Run ``net`` on tracklets (B, T, 3, H, W). A ``frame_wise`` model sees the B*T frames and its
-    outputs are averaged over T: in eval mode the (B, D) feature, in training the contract's dict."""
-    if not frame_wise:
-        return net(imgs)
-    b, t = imgs.shape[:2]
-    out = net(imgs.flatten(0, 1))
-    pool = lambda x: x.reshape(b, t, -1).mean(1)  # noqa: E731
-    if not training:
-        return pool(out)
-    if isinstance(out, (tuple, list)):  # torchreid triplet-style models: (logits, features)
-        return {"logits_cls": pool(out[0]), "feat_cls": pool(out[1])}
-    return {"logits_cls": pool(out)}
-
-
 class PairedModalityEngine(compat.engine.Engine):
     """Train and evaluate a video model on paired visible/infrared batches.
 
@@ -85,8 +66,8 @@ class PairedModalityEngine(compat.engine.Engine):
             ``sources``) with ``protocols(name)`` and ``remove_same_camera(name)`` per target,
             and optionally ``prepare_batch(batch, device, train)``.
         model: takes (B, T, 3, H, W); train mode returns the contract's dict of features and
-            logits. torchreid models (frame input) are run frame-wise with temporal average
-            pooling (``frame_wise=None`` detects them).
+            logits, eval mode the (B, D) feature (``models.build_model`` makes torchreid's frame
+            models do so).
         optimizer, scheduler: from ``vld_plugin.optim``; the scheduler is stepped per epoch.
         criterion: ``(outputs, pids) -> (loss, terms)``; default ``VLDLoss()``.
         amp: ``auto``, ``bf16``, ``fp16`` (with a GradScaler) or ``off``.
@@ -96,7 +77,7 @@ class PairedModalityEngine(compat.engine.Engine):
     """
 
     def __init__(self, datamanager, model, optimizer, scheduler=None, criterion=None, use_gpu=True,
-                 amp="auto", grad_clip=0.0, frame_wise=None, settings=None):
+                 amp="auto", grad_clip=0.0, settings=None):
         super().__init__(datamanager, use_gpu)
         self.rank, self.world_size = rank_and_world()
         if self.use_gpu:
@@ -104,7 +85,6 @@ class PairedModalityEngine(compat.engine.Engine):
         else:
             self.device = torch.device("cpu")
         self.model = model.to(self.device)
-        self.frame_wise = is_torchreid_model(model) if frame_wise is None else frame_wise
         self.net = model
         if self.world_size > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -121,24 +101,30 @@ class PairedModalityEngine(compat.engine.Engine):
         self.selection = None  # {epoch, val_mAP, validation, test} of the best validation epoch so far
         self.register_model("model", model, optimizer, scheduler)
 
-    # ---------------------------------------------------------------- forward
-    def forward_model(self, net, imgs):
-        """Run ``net`` on tracklets (B, T, 3, H, W); frame-wise models are pooled over T."""
-        return forward_tracklets(net, imgs, self.frame_wise, self.model.training)
-
-    def prepare_batch(self, data, train):
+    # ---------------------------------------------------------------- torchreid's hooks
+    def _on_device(self, data, train):
         """The batch on the device, through ``datamanager.prepare_batch`` when it has one."""
         prepare = getattr(self.datamanager, "prepare_batch", None)
         if prepare is not None:
             return prepare(data, self.device, train=train)
         return {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in data.items()}
 
+    def parse_data_for_train(self, data):
+        """``(imgs, pids)`` of a training batch on the device, augmented by the data manager."""
+        batch = self._on_device(data, train=True)
+        return batch["img"], batch["pid"]
+
+    def parse_data_for_eval(self, data):
+        """``(imgs, pids, camids, modalities)`` of a test batch: images on the device, labels on the CPU."""
+        imgs = self._on_device({"img": data["img"], "modality": data["modality"]}, train=False)["img"]
+        return (imgs, *(torch.as_tensor(data[k]).cpu() for k in EVAL_KEYS[1:]))
+
     def forward_backward(self, data):
-        batch = self.prepare_batch(data, train=True)
-        imgs, pids = batch["img"], batch["pid"]
+        """One training step on ``data``; returns the loss and its terms as floats."""
+        imgs, pids = self.parse_data_for_train(data)
         amp_dtype = self.amp_dtype or torch.float32
         with torch.autocast(self.device.type, dtype=amp_dtype, enabled=self.amp_dtype is not None):
-            outputs = self.forward_model(self.net, imgs)
+            outputs = self.net(imgs)
         if self.world_size > 1:
             outputs, pids = gather_for_loss(outputs, pids)
         loss, terms = self.criterion(outputs, pids)
@@ -163,16 +149,15 @@ class PairedModalityEngine(compat.engine.Engine):
     # ---------------------------------------------------------------- training loop
     def run(self, save_dir="log", max_epoch=0, start_epoch=0, print_freq=10, fixbase_epoch=0, open_layers=None,
             start_eval=0, eval_freq=-1, test_only=False, dist_metric="inner_product", normalize_feature=False,
-            visrank=False, visrank_topk=10, use_metric_cuhk03=False, ranks=(1, 5, 10, 20), rerank=False):
+            visrank=False, visrank_topk=10, ranks=(1, 5, 10, 20), rerank=False):
         """torchreid's ``Engine.run``: train ``start_epoch..max_epoch-1``, evaluating every ``eval_freq``
         epochs (from ``start_eval``) and after the last, with a checkpoint after every epoch.
 
         When the data manager has a ``val_loader`` (``data.val_ids``), every evaluation also scores
         the held-out identities; the epoch with the best mean validation mAP is kept as ``best.pth``
-        and its test results are reported next to the last epoch's.
+        and its test results are reported next to the last epoch's. (torchreid's ``use_metric_cuhk03``
+        does not apply to video re-id and is not taken.)
         """
-        if use_metric_cuhk03:
-            raise EngineConfigError("use_metric_cuhk03 does not apply to video re-id; set it to False")
         self.save_dir = save_dir
         test_kwargs = dict(dist_metric=dist_metric, normalize_feature=normalize_feature, visrank=visrank,
                            visrank_topk=visrank_topk, save_dir=save_dir, ranks=ranks, rerank=rerank)
@@ -200,12 +185,7 @@ class PairedModalityEngine(compat.engine.Engine):
                 self.writer.close()
                 self.writer = None
         if self.rank == 0 and self.selection is not None:
-            from vld_plugin.evaluation import results_table
-
-            sel = self.selection
-            print(f"selected by validation: epoch {sel['epoch']} (mean validation mAP {100 * sel['val_mAP']:.2f}%), "
-                  f"weights in {os.path.join(save_dir, BEST_NAME)}; its test results (%)\n"
-                  + results_table(sel["test"]), flush=True)
+            report_selection(self.selection, os.path.join(save_dir, BEST_NAME))
         return rank1
 
     def _evaluate_saved_epoch(self, test_kwargs, state):
@@ -237,7 +217,7 @@ class PairedModalityEngine(compat.engine.Engine):
             return None
         if val is not None:
             self._update_selection(val, results, test_kwargs["save_dir"])
-        self._report(results, test_kwargs["save_dir"], val)
+        report_results(results, test_kwargs["save_dir"], self.epoch + 1, val, self.selection, self.writer)
         return first_rank1(results)
 
     def _update_selection(self, val, results, save_dir):
@@ -391,21 +371,20 @@ class PairedModalityEngine(compat.engine.Engine):
         """
         self.set_model_mode("eval")
         feats, meta = [], {"pids": [], "camids": [], "modalities": []}
-        keys = {"pids": "pid", "camids": "camid", "modalities": "modality"}
         for data in tqdm(shard_loader(loader, self.rank, self.world_size), desc=desc, leave=False,
                          disable=self.rank != 0, dynamic_ncols=True):
-            missing = [k for k in ("img", *keys.values()) if k not in data]
+            missing = [k for k in EVAL_KEYS if k not in data]
             if missing:
-                raise EngineConfigError(f"test batches must hold img, pid, camid and modality; {desc} lacks {missing}")
-            batch = self.prepare_batch(data, train=False)
-            feats.append(self.forward_model(self.model, batch["img"]).float().cpu())
-            for k, key in keys.items():
-                meta[k].append(torch.as_tensor(data[key]).cpu())
+                raise EngineConfigError(f"test batches must hold {', '.join(EVAL_KEYS)}; {desc} lacks {missing}")
+            imgs, *labels = self.parse_data_for_eval(data)
+            feats.append(self.extract_features(imgs).float().cpu())
+            for values, key in zip(labels, meta):
+                meta[key].append(values)
         shares = gather_objects((feats, meta))
         feats = [f for share in shares for f in share[0]]
         if not feats:
             raise EngineConfigError(f"{desc or 'a test loader'} yielded no batch")
-        meta = {k: torch.cat([t for share in shares for t in share[1][k]]).numpy() for k in keys}
+        meta = {k: torch.cat([t for share in shares for t in share[1][k]]).numpy() for k in meta}
         return torch.cat(feats), meta
 
     def _features(self, loaders, label, normalize_feature):
@@ -463,56 +442,21 @@ class PairedModalityEngine(compat.engine.Engine):
         return results if self.rank == 0 else None
 
     def test(self, dist_metric="inner_product", normalize_feature=False, visrank=False, visrank_topk=10,
-             save_dir="", use_metric_cuhk03=False, ranks=(1, 5, 10, 20), rerank=False):
+             save_dir="", ranks=(1, 5, 10, 20), rerank=False):
         """Evaluate every protocol of every target; print a table, write JSON, return the first rank-1.
 
         Returns None on ranks other than 0.
         """
-        if use_metric_cuhk03:
-            raise EngineConfigError("use_metric_cuhk03 does not apply to video re-id; set it to False")
         save_dir = save_dir or self.save_dir
         results = self.evaluate_targets(dist_metric, normalize_feature, visrank, visrank_topk, save_dir, ranks, rerank)
         if self.rank != 0:
             return None
-        self._report(results, save_dir)
-        return first_rank1(results)
-
-    def _report(self, results, save_dir, val=None):
-        """Print the tables and write ``results.json`` (with the validation-selected epoch's entry when
-        there is one) and ``results_epochNNN.json``; TensorBoard scalars."""
-        from vld_plugin.evaluation import results_table, save_results_json
-
         epoch = self.epoch + 1 if self.max_epoch > 0 else None  # None: weights not trained by this engine
-        if val is not None:
-            print(f"validation after epoch {epoch} (%)\n" + results_table({"validation": val}), flush=True)
-        title = f"results after epoch {epoch} (%)" if epoch else "results (%)"
-        print(title + "\n" + results_table(results), flush=True)
-        summary = dict(results)
-        if self.selection is not None:
-            summary[SELECTED_KEY] = self.selection
-        save_results_json(summary, os.path.join(save_dir, "results.json"))
-        this_epoch = {**results, **({"validation": val} if val is not None else {})}
-        if epoch:
-            save_results_json(this_epoch, os.path.join(save_dir, f"results_epoch{epoch:03d}.json"))
-        if self.writer is not None:
-            for name, per_protocol in this_epoch.items():
-                for protocol, metrics in per_protocol.items():
-                    for c, v in metrics.items():
-                        self.writer.add_scalar(f"Test/{name}/{protocol}/{c}", float(v), epoch or 0)
+        report_results(results, save_dir, epoch, selection=self.selection, writer=self.writer)
+        return first_rank1(results)
 
 
 def first_rank1(results):
     """Rank-1 of the first protocol of the first target in ``{target: {protocol: metrics}}``."""
     first = next(iter(results.values()))
     return next(iter(first.values()))["rank1"]
-
-
-def build_engine(cfg, datamanager, model, use_gpu=True):
-    """The engine with the recipe of ``cfg``: optimizer, per-epoch scheduler, VLD loss, AMP and clipping."""
-    if use_gpu and torch.cuda.is_available():
-        model = model.cuda()
-    optimizer = build_optimizer(model, lr_mult=cfg.train.lr_mult, **optimizer_kwargs(cfg))
-    scheduler = build_lr_scheduler(optimizer, **lr_scheduler_kwargs(cfg))
-    return PairedModalityEngine(datamanager, model, optimizer, scheduler, criterion=build_loss(cfg),
-                                use_gpu=use_gpu, amp=cfg.train.amp, grad_clip=cfg.train.grad_clip,
-                                settings=resume_settings(cfg))

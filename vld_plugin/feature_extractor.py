@@ -12,9 +12,8 @@ import torch
 from .checkpoint import load_model_state, read_weights
 from .config import load_config
 from .data.base import TrackletView
-from .data.sampling import TEST_COUNTERPART, check_method
+from .data.frame_sampling import eval_sample_method
 from .data.transforms import TrackletTransform, normalize
-from .engine import forward_tracklets, is_torchreid_model
 from .errors import CheckpointError, FeatureInputError
 
 
@@ -43,7 +42,7 @@ class FeatureExtractor:
 
     def __init__(self, config_file="", model_path="", opts=(), cfg=None, device="auto", batch_size=None,
                  num_classes=None):
-        from .models import build_model_from_config
+        from .launch import build_model
 
         if cfg is not None:
             cfg = cfg.clone()
@@ -59,14 +58,12 @@ class FeatureExtractor:
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise FeatureInputError(f"device '{device}' was asked for but CUDA is not available; "
                                     "use device='auto' or 'cpu'")
-        model = build_model_from_config(cfg, num_classes or num_classes_in(state, model_path))
+        model = build_model(cfg, num_classes or num_classes_in(state, model_path))
         load_model_state(model, state, model_path)
         self.model = model.to(self.device).eval()
-        self.frame_wise = is_torchreid_model(model)
         self.batch_size = int(batch_size or cfg.test.batch_size)
         self.seq_len = cfg.video.seq_len
-        method = cfg.video.test_sample_method or cfg.video.sample_method
-        self.sample_method = check_method(TEST_COUNTERPART.get(method, method))
+        self.sample_method = eval_sample_method(cfg.video.sample_method, override=cfg.video.test_sample_method)
         self.transform = TrackletTransform(cfg.data.height, cfg.data.width, train=False)
 
     def __repr__(self):
@@ -89,7 +86,7 @@ class FeatureExtractor:
         images = images.to(self.device)
         if images.dtype == torch.uint8:
             images = normalize(images, self.cfg.data.norm_mean, self.cfg.data.norm_std)
-        return forward_tracklets(self.model, images, self.frame_wise, training=False).float().cpu()
+        return self.model(images).float().cpu()
 
     def _check_tensor(self, images):
         expected = (self.cfg.data.height, self.cfg.data.width)
@@ -110,7 +107,7 @@ class FeatureExtractor:
                                     f"or a (B, T, 3, H, W) tensor; got {type(tracklets).__name__}")
         for i, paths in enumerate(tracklets):
             if isinstance(paths, str):
-                raise FeatureInputError("expected a list of tracklets, each a list of image paths, but item 0 is "
+                raise FeatureInputError(f"expected a list of tracklets, each a list of image paths, but item {i} is "
                                         "a path; wrap a single tracklet in a list: extractor([paths])")
             if not isinstance(paths, (list, tuple)) or not paths or not all(isinstance(p, str) for p in paths):
                 raise FeatureInputError(f"tracklet {i} must be a non-empty list of image paths")

@@ -1,5 +1,8 @@
 """The command-line job behind ``projects/VLD/main.py``: config, seeds, logs, then train or test.
 
+This is the one place that builds objects from a config (``build_datamanager``, ``build_model``,
+``build_engine``, through the translators of ``config.py``); the library takes plain arguments.
+
 Every fault the user can fix ends as one ``error: ...`` line on stderr (and in the run's log)
 with the error's exit code (``errors.py``); Ctrl-C and SIGTERM end with a line saying where the
 last checkpoint is and the command that resumes from it.
@@ -19,7 +22,16 @@ import numpy as np
 import torch
 import yaml
 
-from .config import engine_run_kwargs, load_config
+from .config import (
+    engine_kwargs,
+    engine_run_kwargs,
+    load_config,
+    loss_kwargs,
+    lr_scheduler_kwargs,
+    model_kwargs,
+    optimizer_kwargs,
+    videodata_kwargs,
+)
 from .errors import (
     ConfigError,
     DatasetNotFoundError,
@@ -216,8 +228,9 @@ def report_error(line, log=None):
         log.flush()
 
 
-def build_datamanager(cfg, rank=0, world_size=1):
-    """The paired-modality data manager of ``cfg``, generating the synthetic copy first if asked to."""
+def build_datamanager(cfg, rank=0, world_size=1, **overrides):
+    """The paired-modality data manager of ``cfg`` (keyword ``overrides`` on top), generating the
+    synthetic copy first if asked to."""
     from .data import VLDDataManager
 
     if cfg.data.synthetic:
@@ -225,7 +238,28 @@ def build_datamanager(cfg, rank=0, world_size=1):
 
         for name in dict.fromkeys(list(cfg.data.sources) + list(cfg.data.targets)):
             ensure_synthetic(name, cfg.data.root, seed=cfg.train.seed)
-    return VLDDataManager.from_config(cfg, num_replicas=world_size, rank=rank)
+    return VLDDataManager(**{**videodata_kwargs(cfg), "num_replicas": world_size, "rank": rank, **overrides})
+
+
+def build_model(cfg, num_classes):
+    """The model of ``cfg`` (``model.name``, ``model.pretrained``, the ``vld`` group) for ``num_classes`` ids."""
+    from .models import build_model as build
+
+    return build(num_classes=num_classes, **model_kwargs(cfg))
+
+
+def build_engine(cfg, datamanager, model, use_gpu=None):
+    """The engine with the recipe of ``cfg``: optimizer, per-epoch scheduler, VLD loss, AMP and clipping
+    (on the GPU when one is available, unless ``use_gpu`` is False)."""
+    from .engine import PairedModalityEngine
+    from .losses import VLDLoss
+    from .optim import build_lr_scheduler, build_optimizer
+
+    optimizer = build_optimizer(model, **optimizer_kwargs(cfg))
+    scheduler = build_lr_scheduler(optimizer, **lr_scheduler_kwargs(cfg))
+    use_gpu = torch.cuda.is_available() if use_gpu is None else use_gpu
+    return PairedModalityEngine(datamanager, model, optimizer, scheduler, criterion=VLDLoss(**loss_kwargs(cfg)),
+                                use_gpu=use_gpu, **engine_kwargs(cfg))
 
 
 def run(cfg):
@@ -250,17 +284,15 @@ def _check_free_space(model, save_dir):
 
 def _run(cfg, rank, world_size):
     from .checkpoint import load_weights
-    from .engine import build_engine
-    from .models import build_model_from_config
 
     datamanager = build_datamanager(cfg, rank, world_size)
-    model = build_model_from_config(cfg, datamanager.num_train_pids)
+    model = build_model(cfg, datamanager.num_train_pids)
     if cfg.model.load_weights:
         load_weights(model, cfg.model.load_weights)
         print(f"loaded weights from {cfg.model.load_weights}")
     if not cfg.test.evaluate and rank == 0:
         _check_free_space(model, cfg.data.save_dir)
-    engine = build_engine(cfg, datamanager, model, use_gpu=torch.cuda.is_available())
+    engine = build_engine(cfg, datamanager, model)
     kwargs = engine_run_kwargs(cfg)
     if cfg.model.resume and not cfg.test.evaluate:
         kwargs["start_epoch"] = engine.resume(cfg.model.resume)

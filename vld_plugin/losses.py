@@ -129,11 +129,3 @@ class VLDLoss(nn.Module):
             known = ", ".join(t[1] for t in self.terms)
             raise EngineConfigError(f"model output has none of the loss inputs ({known}); got keys {sorted(outputs)}")
         return total, logged
-
-
-def build_loss(cfg):
-    """The VLD loss with the weights of ``cfg.loss.vld``, ``cfg.loss.softmax.label_smooth`` and
-    ``cfg.loss.wrt.exact_softmax``."""
-    v = cfg.loss.vld
-    return VLDLoss(v.lambda1, v.lambda2, v.lambda3, label_smooth=cfg.loss.softmax.label_smooth,
-                   wrt_exact_softmax=cfg.loss.wrt.exact_softmax)

@@ -42,7 +42,7 @@ def param_groups(model, lr, weight_decay, lr_mult):
 
 def build_optimizer(model, optim="adamw", lr=2.5e-5, weight_decay=1e-4, lr_mult=25.0, momentum=0.9,
                     sgd_dampening=0.0, sgd_nesterov=False, adam_beta1=0.9, adam_beta2=0.999):
-    """The optimizer over ``param_groups``; keyword names follow ``config.optimizer_kwargs`` (+ ``lr_mult``)."""
+    """The optimizer over ``param_groups``; keyword names follow torchreid's ``build_optimizer`` (+ ``lr_mult``)."""
     groups = param_groups(model, lr, weight_decay, lr_mult)
     if optim == "adamw":
         return torch.optim.AdamW(groups, lr=lr, betas=(adam_beta1, adam_beta2), weight_decay=weight_decay)
@@ -97,7 +97,7 @@ def build_lr_scheduler(optimizer, lr_scheduler="warmup_cosine", stepsize=(20,), 
                        warmup_epochs=3, warmup_factor=0.01, min_lr_factor=0.01, lr=None, per_group_floor=False):
     """``warmup_cosine`` (the recipe) or one of torchreid's (single_step, multi_step, cosine).
 
-    Keyword names follow ``config.lr_scheduler_kwargs``.
+    Keyword names follow torchreid's ``build_lr_scheduler`` (+ the warm-up and floor settings).
     """
     if lr_scheduler == "warmup_cosine":
         return WarmupCosineLR(optimizer, max_epoch, warmup_epochs, warmup_factor, min_lr_factor, lr=lr,

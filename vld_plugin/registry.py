@@ -1,62 +1,49 @@
 """Registration of the plugin's datasets and models into torchreid's factories.
 
-Each entry names what torchreid will know it by and the ``module:attribute`` that provides
-it. Registration is idempotent: torchreid raises on a duplicate dataset name, so names
+Each table maps the name torchreid will know a dataset or model by to the class or builder
+itself. Registration is idempotent: torchreid raises on a duplicate dataset name, so names
 already bound to our object are skipped.
 """
-import importlib
-
 from tabulate import tabulate
 
 from . import compat
+from .data.bupt_campus import BUPTCampus
+from .data.hitsz_vcm import HitszVCM
 from .errors import VLDError
+from .models.build import BUILDERS
 
-# (torchreid name, "module:attribute")
-VIDEO_DATASETS = [
-    ("hitsz_vcm", "vld_plugin.data.hitsz_vcm:HitszVCM"),
-    ("bupt_campus", "vld_plugin.data.bupt_campus:BUPTCampus"),
-]
-MODELS = [
-    ("vld", "vld_plugin.models:build_vld"),
-    ("clip_tap", "vld_plugin.models:build_clip_tap"),
-]
-
-
-def _load(target):
-    module, attr = target.split(":")
-    return getattr(importlib.import_module(module), attr)
+VIDEO_DATASETS = {"hitsz_vcm": HitszVCM, "bupt_campus": BUPTCampus}
+MODELS = BUILDERS  # vld, clip_tap
 
 
 def register_all():
     """Register every dataset and model of the plugin into torchreid; safe to call repeatedly."""
     datasets = compat.video_dataset_factory()
-    for name, target in VIDEO_DATASETS:
-        cls = _load(target)
+    for name, cls in VIDEO_DATASETS.items():
         if datasets.get(name) is not cls:
             if name in datasets:
                 raise VLDError(f"torchreid already has a different video dataset named '{name}'")
             compat.data.register_video_dataset(name, cls)
     factory = compat.model_factory()
-    for name, target in MODELS:
-        fn = _load(target)
+    for name, fn in MODELS.items():
         if factory.get(name) not in (None, fn):
             raise VLDError(f"torchreid already has a different model named '{name}'")
         factory[name] = fn
 
 
 def registered():
-    """Rows (kind, torchreid name, provider) of what the plugin registers."""
-    return [("video dataset", n, t) for n, t in VIDEO_DATASETS] + [("model", n, t) for n, t in MODELS]
+    """Rows (kind, torchreid name, provider as ``module.name``) of what the plugin registers."""
+    def provider(obj):
+        return f"{obj.__module__}.{obj.__qualname__}"
+
+    return [("video dataset", n, provider(c)) for n, c in VIDEO_DATASETS.items()] + \
+        [("model", n, provider(f)) for n, f in MODELS.items()]
 
 
 def registry_table():
     """What the plugin registers, as a text table, with whether torchreid sees each name."""
     datasets, factory = compat.video_dataset_factory(), compat.model_factory()
-    rows = []
-    for kind, name, target in registered():
-        seen = name in (datasets if kind == "video dataset" else factory)
-        rows.append((kind, name, target, "yes" if seen else "no"))
+    rows = [(kind, name, provider, "yes" if name in (datasets if kind == "video dataset" else factory) else "no")
+            for kind, name, provider in registered()]
     header = f"vld_plugin registrations (torchreid layout: {compat.LAYOUT})\n"
-    if not rows:
-        return header + "(nothing registered yet)"
     return header + tabulate(rows, headers=["kind", "name", "provided by", "in torchreid"])

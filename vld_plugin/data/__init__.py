@@ -6,7 +6,7 @@ from .base import Tracklet, TrackletView, VLDVideoDataset, read_frame
 from .bupt_campus import BUPTCampus
 from .datamanager import VLDDataManager
 from .hitsz_vcm import HitszVCM
-from .samplers import CameraModalitySampler, ModalityIdentitySampler
+from .identity_samplers import CameraModalitySampler, ModalityIdentitySampler
 
 __all__ = [
     "DatasetFormatError", "DatasetNotFoundError", "ImageReadError", "Protocol", "Tracklet", "TrackletView",

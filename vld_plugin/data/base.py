@@ -12,7 +12,7 @@ from tabulate import tabulate
 from .. import compat
 from ..errors import DatasetFormatError, DatasetNotFoundError, ImageReadError
 from ..modality import INFRARED, NAMES, VISIBLE, modality_of
-from .sampling import TEST_COUNTERPART, check_method, sample_indices
+from .frame_sampling import check_method, eval_sample_method, sample_indices
 from .transforms import TrackletTransform
 
 
@@ -85,6 +85,16 @@ def read_frame(path):
     if fmt in END_MARKERS and END_MARKERS[fmt] not in tail:
         raise ImageReadError(f"image {path} is truncated (no {fmt} end marker); re-extract it from the dataset archive")
     return rgb
+
+
+def find_root(root, marker, subdirs):
+    """The first of ``root`` and ``root/<subdir>`` that contains ``marker`` (a dataset's index file)."""
+    candidates = [root] + [os.path.join(root, d) for d in subdirs]
+    for c in candidates:
+        if os.path.exists(os.path.join(c, marker)):
+            return c
+    raise DatasetNotFoundError(
+        f"no '{marker}' under any of {candidates}; set data.root to the folder that holds it")
 
 
 def read_text(path):
@@ -180,8 +190,8 @@ class VLDVideoDataset(compat.data.VideoDataset):
     def __getitem__(self, index):
         index, seed = split_index(index)
         method = self.sample_method
-        if self.mode != "train" and method in TEST_COUNTERPART:
-            method = self.test_sample_method
+        if self.mode != "train":
+            method = eval_sample_method(method, self.test_sample_method)
         return load_item(self.data[index], method, self.seq_len, self.transform, seed, index)
 
     def combine_all(self):

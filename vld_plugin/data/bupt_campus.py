@@ -7,11 +7,11 @@ import re
 
 from ..errors import ConfigError, DatasetFormatError
 from ..modality import INFRARED, VISIBLE, Protocol
-from .base import Tracklet, VLDVideoDataset, read_lines, read_text
-from .hitsz_vcm import find_root
+from .base import Tracklet, VLDVideoDataset, find_root, read_lines, read_text
 
 CAMERAS = ("LS3", "G25", "CQ1", "W4", "TSG1", "TSG2")
 TEST_MODALITY = {"RGB": VISIBLE, "IR": INFRARED}
+AUXILIARY_IR = ("FakeIR", "IR")  # the auxiliary set's infrared sides
 TRIM_BATCH = 64  # the official test sampler drops the last len(rgb) % 64 RGB tracklets
 
 
@@ -38,8 +38,8 @@ class BUPTCampus(VLDVideoDataset):
     ]
 
     def __init__(self, root="", auxiliary=False, auxiliary_ir="FakeIR", trimmed_test=False, **kwargs):
-        if auxiliary_ir not in ("FakeIR", "IR"):
-            raise ConfigError(f"auxiliary_ir must be 'FakeIR' or 'IR', got '{auxiliary_ir}'")
+        if auxiliary_ir not in AUXILIARY_IR:
+            raise ConfigError(f"auxiliary_ir must be one of {AUXILIARY_IR}, got '{auxiliary_ir}'")
         self.dataset_dir = find_root(os.path.abspath(os.path.expanduser(root)), "data_paths.json",
                                      ("BUPTCampus", "bupt_campus"))
         self.data_dir = os.path.join(self.dataset_dir, "DATA")

@@ -1,13 +1,11 @@
 """The plugin's data manager: torchreid's VideoDataManager interface with paired-modality batches."""
-import inspect
-
 import torch
 
 from .. import compat
 from ..errors import ConfigError
 from .base import TrackletView, VLDVideoDataset
-from .samplers import SAMPLERS
-from .sampling import TEST_COUNTERPART, check_method
+from .frame_sampling import check_method, eval_sample_method
+from .identity_samplers import SAMPLERS
 from .transforms import ERASE_FILL, TrackletTransform, channel_augment, normalize, random_erase
 from .validation import carve_validation
 
@@ -15,8 +13,10 @@ from .validation import carve_validation
 class VLDDataManager(compat.import_module("data.datamanager").VideoDataManager):
     """Train/test loaders for the plugin's modality-aware datasets (``hitsz_vcm``, ``bupt_campus``).
 
-    Takes torchreid's VideoDataManager arguments (``videodata_kwargs(cfg)``) plus the
-    extras below; see :meth:`from_config`. Train batches: P identities x K visible+infrared
+    Takes torchreid's VideoDataManager arguments plus the extras below (``config.videodata_kwargs``
+    translates a config). ``dataset_options``: ``{dataset name: keyword arguments}`` given to
+    that dataset only (``hitsz_vcm``: ``min_seq_len``; ``bupt_campus``: ``auxiliary``,
+    ``auxiliary_ir``, ``trimmed_test``). Train batches: P identities x K visible+infrared
     pairs (``train_sampler`` 'ModalityIdentitySampler' or 'CameraModalitySampler'),
     ``iters_per_epoch`` of them per epoch. Test loaders per target: ``query`` and
     ``gallery``; ``protocols(name)`` says which to pair. With ``val_ids`` > 0 that many
@@ -26,15 +26,13 @@ class VLDDataManager(compat.import_module("data.datamanager").VideoDataManager):
     normalised (and, in training, randomly erased and channel-augmented) images on the device.
     """
 
-    data_type = "video"
-
     def __init__(self, root="", sources=None, targets=None, height=288, width=144,
                  transforms=("random_crop", "random_flip", "random_erase"), norm_mean=None, norm_std=None,
                  use_gpu=None, split_id=0, combineall=False, batch_size_train=32, batch_size_test=64, workers=4,
                  num_instances=4, num_cams=2, train_sampler="ModalityIdentitySampler", seq_len=6,
                  sample_method="restricted_random", test_sample_method=None, iters_per_epoch=200, seed=1,
-                 consistent_geometry=False, modality_augment=True, min_seq_len=12, bupt_auxiliary=False,
-                 bupt_trimmed_test=False, val_ids=0, num_replicas=None, rank=None, verbose=True):
+                 consistent_geometry=False, modality_augment=True, dataset_options=None, val_ids=0,
+                 num_replicas=None, rank=None, verbose=True):
         if not sources:
             raise ConfigError("sources must name at least one dataset (e.g. 'hitsz_vcm')")
         self.sources = [sources] if isinstance(sources, str) else list(sources)
@@ -55,8 +53,9 @@ class VLDDataManager(compat.import_module("data.datamanager").VideoDataManager):
         check_method(sample_method)
         if test_sample_method:
             check_method(test_sample_method)
-        options = dict(min_seq_len=min_seq_len, auxiliary=bupt_auxiliary, trimmed_test=bupt_trimmed_test)
-        datasets = {name: self._build(name, root, combineall, split_id, seq_len, sample_method, options, verbose)
+        options = dataset_options or {}
+        datasets = {name: self._build(name, root, combineall, split_id, seq_len, sample_method,
+                                      options.get(name, {}), verbose)
                     for name in dict.fromkeys(self.sources + self.targets)}
 
         train, pairs, offset = [], [], 0
@@ -66,7 +65,8 @@ class VLDDataManager(compat.import_module("data.datamanager").VideoDataManager):
             train += [t.replace(pid=t[1] + offset, dsetid=dsetid) for t in ds.train]
             pairs += [(v + base, i + base) for v, i in (ds.train_pairs or [])]
             offset += ds.num_train_pids
-        test_methods = {name: self._test_method(ds, sample_method, test_sample_method) for name, ds in datasets.items()}
+        test_methods = {name: eval_sample_method(sample_method, ds.test_sample_method, test_sample_method)
+                        for name, ds in datasets.items()}
         self.val_loader = None
         if val_ids:
             test_method = test_methods[self.sources[0]]
@@ -110,34 +110,14 @@ class VLDDataManager(compat.import_module("data.datamanager").VideoDataManager):
                   f"targets {self.targets}, sampler {train_sampler}, frames {sample_method} (train) / "
                   f"{', '.join(test_methods[t] for t in self.targets)} (test) x {seq_len}")
 
-    @staticmethod
-    def _test_method(dataset, sample_method, test_sample_method):
-        """Test frames of ``dataset``: ``test_sample_method`` when given; after a method-specific
-        train sampling (restricted_random, sorted_random) the dataset's own protocol method
-        (first_of_chunk for HITSZ-VCM, linspace for BUPTCampus, also in cross-dataset runs);
-        else the train method itself (torchreid's evenly/all)."""
-        if test_sample_method:
-            return test_sample_method
-        if sample_method in TEST_COUNTERPART:
-            return dataset.test_sample_method
-        return sample_method
-
-    @classmethod
-    def from_config(cls, cfg, **overrides):
-        """Build from the plugin config (``videodata_kwargs(cfg)``), with keyword ``overrides``."""
-        from ..config import videodata_kwargs
-        return cls(**{**videodata_kwargs(cfg), **overrides})
-
     def _build(self, name, root, combineall, split_id, seq_len, sample_method, options, verbose):
         factory = compat.video_dataset_factory()
         cls = factory.get(name)
         if cls is None or not issubclass(cls, VLDVideoDataset):
             raise ConfigError(f"VLDDataManager needs a modality-aware dataset (hitsz_vcm, bupt_campus), got '{name}'; "
                              "use torchreid's VideoDataManager for other datasets")
-        accepted = inspect.signature(cls.__init__).parameters
-        extra = {k: v for k, v in options.items() if k in accepted}
         return cls(root=root, mode="train", transform=self.transform_te, combineall=combineall, split_id=split_id,
-                   seq_len=seq_len, sample_method=sample_method, verbose=verbose, **extra)
+                   seq_len=seq_len, sample_method=sample_method, verbose=verbose, **options)
 
     def _loader(self, dataset, batch_size, workers, **kwargs):
         return torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers,

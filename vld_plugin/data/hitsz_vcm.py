@@ -4,22 +4,12 @@ Layout and index format: datasets/README.md, section HITSZ-VCM."""
 import os
 import re
 
-from ..errors import DatasetFormatError, DatasetNotFoundError
+from ..errors import DatasetFormatError
 from ..modality import INFRARED, VISIBLE, Protocol
-from .base import Tracklet, VLDVideoDataset, read_lines
+from .base import Tracklet, VLDVideoDataset, find_root, read_lines
 
 NAME_RE = re.compile(r"^(\d{4})M(\d)D(\d+)T(\d+)F(.+)$")
 TRACK_MODALITY = {1: INFRARED, 2: VISIBLE}
-
-
-def find_root(root, marker, subdirs):
-    """The first of ``root`` and ``root/<subdir>`` that contains ``marker``."""
-    candidates = [root] + [os.path.join(root, d) for d in subdirs]
-    for c in candidates:
-        if os.path.exists(os.path.join(c, marker)):
-            return c
-    raise DatasetNotFoundError(
-        f"no '{marker}' under any of {candidates}; set data.root to the folder that holds it")
 
 
 def read_names(path, image_dir):

@@ -18,8 +18,7 @@ import cv2
 import numpy as np
 
 from ..errors import ConfigError, OutputError
-
-BUPT_CAMERAS = ("LS3", "G25", "CQ1", "W4", "TSG1", "TSG2")
+from .bupt_campus import CAMERAS
 
 
 # ----------------------------------------------------------------------------- rendering
@@ -279,13 +278,13 @@ def generate_bupt(root, num_ids=60, seed=1, height=128, width=64, test_fraction=
     for pid, role in enumerate(roles, 1):
         rng = world.rng(5, pid)
         n_cams = 1 if role == "aux" else int(rng.integers(2, 4))
-        cams = [BUPT_CAMERAS[i] for i in sorted(rng.choice(len(BUPT_CAMERAS), n_cams, replace=False))]
+        cams = [CAMERAS[i] for i in sorted(rng.choice(len(CAMERAS), n_cams, replace=False))]
         entry = paths[str(pid)] = {"RGB": {}, "IR": {}}
         tracks = []
         for cam in cams:
             for tid in range(1, int(rng.integers(1, 3)) + 1):
                 length = int(rng.integers(min_len, max_len + 1))
-                cam_id = BUPT_CAMERAS.index(cam)
+                cam_id = CAMERAS.index(cam)
                 frames = world.frames(pid, cam_id + 1, ["rgb", "ir", "fakeir"], length, (pid, cam_id, tid))
                 for mod, folder, key in (("rgb", "RGB", "RGB"), ("ir", "IR", "IR"), ("fakeir", "FakeIR", None)):
                     tag = "IR" if mod == "ir" else "RGB"

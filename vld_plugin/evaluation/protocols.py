@@ -1,4 +1,4 @@
-"""Feature-level evaluation of a dataset's protocols, a results table and a JSON writer.
+"""Feature-level evaluation of a dataset's protocols.
 
 A protocol is any object with ``name``, ``query_split``, ``query_modality``,
 ``gallery_split``, ``gallery_modality`` (``vld_plugin.data.Protocol``): its query set is
@@ -6,21 +6,15 @@ the tracklets of split ``query_split`` ('query' or 'gallery') with modality
 ``query_modality``, likewise for its gallery. Features of both splits are extracted once
 and every protocol selects its rows by modality mask.
 """
-import json
-import math
-import os
-
 import numpy as np
 import torch
-from tabulate import tabulate
 
-from ..errors import EvaluationError, OutputError
+from ..errors import EvaluationError
 from .distance import check_features, compute_distance, rerank_distance
 from .rank import evaluate_rank
 
 META_KEYS = ("pids", "camids", "modalities")
 SPLITS = ("query", "gallery")
-METRIC_KEYS = ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP")
 PROTOCOL_FIELDS = ("name", "query_split", "query_modality", "gallery_split", "gallery_modality")
 
 
@@ -90,41 +84,3 @@ def evaluate_protocols(qf, q_meta, gf, g_meta, protocols, remove_same_camera, di
                                        max_rank=max_rank, remove_same_camera=remove_same_camera)
         results[p.name] = {**{f"rank{r}": float(cmc[r - 1]) for r in ranks}, "mAP": mAP, "mINP": mINP}
     return results
-
-
-def results_table(results):
-    """``{dataset: {protocol: metrics}}`` as a text table in percent (dataset, protocol, R1..mINP)."""
-    rows = []
-    for dataset, protocols in results.items():
-        for name, metrics in protocols.items():
-            values = [metrics.get(k, float("nan")) for k in METRIC_KEYS]
-            rows.append([dataset, name] + ["n/a" if math.isnan(v) else f"{100 * v:.2f}" for v in values])
-    return tabulate(rows, headers=["dataset", "protocol", "R1", "R5", "R10", "R20", "mAP", "mINP"],
-                    disable_numparse=True)
-
-
-def _json_ready(value):
-    """``value`` with NaN floats (at any depth of dicts) replaced by None."""
-    if isinstance(value, dict):
-        return {k: _json_ready(v) for k, v in value.items()}
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
-
-
-def save_results_json(results, path):
-    """Write ``{dataset: {protocol: metrics}}`` (other JSON-ready entries may sit beside) as JSON,
-    atomically (fractions; NaN written as null)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp")
-    try:
-        os.makedirs(folder, exist_ok=True)
-        with open(tmp, "w") as f:
-            json.dump(_json_ready(results), f, indent=2)
-        os.replace(tmp, path)
-    except OSError as e:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise OutputError(f"cannot write {path}: {e.strerror or e}; free some space or set data.save_dir "
-                          "to another folder") from None
-    return path

@@ -1,7 +1,9 @@
-"""Builders of ``vld`` and ``clip_tap``: from the plugin config, or through torchreid's
-``build_model(name, num_classes, loss, pretrained, use_gpu)``."""
+"""Model builders: ``vld`` and ``clip_tap`` on an open_clip CLIP (:func:`create_model`), and any
+torchreid model run frame-wise on tracklets (:func:`build_model`); ``build_vld`` / ``build_clip_tap``
+are the entries registered into torchreid's ``build_model``."""
 import contextlib
 import difflib
+import inspect
 import os
 import urllib.parse
 
@@ -9,47 +11,42 @@ import torch
 from torch.utils import model_zoo
 
 from .. import compat
-from ..config import NO_WEIGHTS, get_default_config
 from ..errors import ConfigError, PretrainedWeightsError
-from .clip_loader import build_clip
+from .clip_loader import build_clip, resolve_pretrained
+from .frame_wise import frame_wise
 from .vld import VLD
 
-SIZE_KEYS = ("width", "layers", "heads", "patch_size", "embed_dim",
-             "text_width", "text_layers", "text_heads")
-SWITCH_KEYS = ("imlp", "sth", "sta", "hub_start_block", "prompt_template", "num_ctx",
-               "grad_checkpointing")
 # a tiny model of the same architecture (CPU tests and demos); random init only
 TINY_OPTIONS = dict(width=64, layers=4, heads=4, patch_size=16, embed_dim=32, text_width=64,
                     text_layers=2, text_heads=4, image_size=(64, 32), hub_start_block=1)
 
 
-def model_options(cfg):
-    """The model's keyword options from a plugin config (``vld`` group, input size, seq_len)."""
-    opts = {key: cfg.vld[key] for key in ("clip_name", "temporal_fusion") + SIZE_KEYS + SWITCH_KEYS}
-    opts.update(image_size=(cfg.data.height, cfg.data.width), seq_len=cfg.video.seq_len)
-    return opts
+def create_model(num_classes, pretrained=None, clip_name="ViT-B-16-quickgelu", image_size=(288, 144),
+                 width=0, layers=0, heads=0, patch_size=0, embed_dim=0, text_width=0, text_layers=0, text_heads=0,
+                 **vld_options):
+    """A :class:`VLD` on the open_clip CLIP ``clip_name`` at ``image_size`` (H, W).
 
-
-def create_model(num_classes, pretrained=None, **options):
-    """A VLD model from ``model_options``-style keywords; ``pretrained``: 'openai', a path, None/'none'."""
-    opts = model_options(get_default_config())
-    unknown = sorted(set(options) - set(opts))
+    Non-zero sizes shrink the CLIP (a tiny model of the same architecture); ``pretrained``:
+    'openai', a checkpoint path, or None / 'none' for random init. ``vld_options`` are the
+    ``VLD`` constructor's (``seq_len``, ``imlp``, ``sth``, ``sta``, ``hub_start_block``, ...), whose
+    defaults are the paper's.
+    """
+    valid = [p for p in inspect.signature(VLD).parameters if p not in ("clip", "num_classes", "clip_name")]
+    unknown = sorted(set(vld_options) - set(valid))
     if unknown:
-        raise ConfigError(f"unknown model option(s) {unknown}; valid: {sorted(opts)}")
-    opts.update(options)
-    sizes = {key: opts[key] for key in SIZE_KEYS}
-    clip = build_clip(opts["clip_name"], opts["image_size"], pretrained, **sizes)
-    switches = {key: opts[key] for key in SWITCH_KEYS}
-    return VLD(clip, num_classes, opts["clip_name"], seq_len=opts["seq_len"],
-               temporal_fusion=opts["temporal_fusion"], **switches)
+        raise ConfigError(f"unknown model option(s) {unknown}; valid: {sorted(valid)}")
+    clip = build_clip(clip_name, image_size, pretrained, width=width, layers=layers, heads=heads,
+                      patch_size=patch_size, embed_dim=embed_dim, text_width=text_width,
+                      text_layers=text_layers, text_heads=text_heads)
+    return VLD(clip, num_classes, clip_name, **vld_options)
 
 
 def build_vld(num_classes, loss="softmax", pretrained=True, use_gpu=True, **options):
     """torchreid entry ``vld``: the full model (paper defaults unless ``options`` override).
 
-    ``pretrained``: True -> OpenAI CLIP weights, False -> random init, or a file path.
-    ``loss`` and ``use_gpu`` are accepted for torchreid's signature; the model always returns
-    the training dict the VLD losses need, and the engine places it on its device.
+    ``pretrained``: True -> OpenAI CLIP weights, False -> random init, or a file path. torchreid
+    passes ``loss`` and ``use_gpu`` to every builder; a VLD model always returns the training dict
+    its losses need, and whoever trains it places it on a device.
     """
     return create_model(num_classes, pretrained, **options)
 
@@ -73,21 +70,24 @@ def check_model_name(name):
     return name
 
 
-def build_model_from_config(cfg, num_classes):
-    """The model named ``cfg.model.name``.
+def build_model(name, num_classes, pretrained=None, **options):
+    """The model ``name`` on tracklets (B, T, 3, H, W): the one contract the engine and the feature
+    extractor see (training dict in train mode, (B, D) feature in eval mode).
 
-    ``vld`` / ``clip_tap``: sizes and switches from ``cfg.vld``, weights from ``cfg.model.pretrained``,
-    input ``cfg.data.height`` x ``cfg.data.width``, T = ``cfg.video.seq_len``. Any other name is
-    built by torchreid's ``build_model`` (``loss='triplet'``, so it returns logits and features for
-    CE + WRT; ImageNet weights unless ``model.pretrained`` is ``none``;
-    a failed download is one line: see :func:`download_errors_as_one_line`); the engine runs it frame-wise.
+    ``vld`` / ``clip_tap``: :func:`create_model` with ``options``. Any other name is torchreid's
+    ``build_model(name, loss='triplet')`` (logits and features for CE + WRT; ImageNet weights unless
+    ``pretrained`` means none; a failed download is one line, see :func:`download_errors_as_one_line`)
+    made frame-wise with temporal average pooling (:func:`frame_wise`); it takes no ``options``.
     """
-    name = check_model_name(cfg.model.name)
+    name = check_model_name(name)
     if name in BUILDERS:
-        return BUILDERS[name](num_classes, pretrained=cfg.model.pretrained, **model_options(cfg))
-    pretrained = str(cfg.model.pretrained).strip().lower() not in NO_WEIGHTS
-    with download_errors_as_one_line(name) if pretrained else contextlib.nullcontext():
-        return compat.models.build_model(name, num_classes, loss="triplet", pretrained=pretrained, use_gpu=False)
+        return BUILDERS[name](num_classes, pretrained=pretrained, **options)
+    if options:
+        raise ConfigError(f"torchreid model {name} takes no model options, got {sorted(options)}")
+    use_imagenet = resolve_pretrained(pretrained) is not None
+    with download_errors_as_one_line(name) if use_imagenet else contextlib.nullcontext():
+        model = compat.models.build_model(name, num_classes, loss="triplet", pretrained=use_imagenet, use_gpu=False)
+    return frame_wise(model)
 
 
 @contextlib.contextmanager

@@ -63,6 +63,9 @@ def create_clip(cfg):
     return open_clip.CLIP(**cfg)
 
 
+NO_WEIGHTS = ("", "none", "false")  # model.pretrained values that mean random initialisation
+
+
 def resolve_pretrained(pretrained):
     """Normalise ``model.pretrained`` / torchreid's bool to ``'openai'``, a path, or ``None``."""
     if pretrained is True:
@@ -70,7 +73,7 @@ def resolve_pretrained(pretrained):
     if pretrained is False or pretrained is None:
         return None
     text = str(pretrained).strip()
-    return None if text.lower() in ("", "none", "false") else text
+    return None if text.lower() in NO_WEIGHTS else text
 
 
 def openai_checkpoint_path(clip_name, cache_dir=None):

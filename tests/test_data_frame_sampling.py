@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from vld_plugin.data import sampling
+from vld_plugin.data import frame_sampling as sampling
 
 
 def test_chunk_table_pads_with_last_index():

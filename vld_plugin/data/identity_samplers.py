@@ -10,18 +10,17 @@ import collections
 import warnings
 
 import numpy as np
-import torch.distributed as dist
 from torch.utils.data import Sampler
 
+from ..distributed import rank_and_world
 from ..errors import EngineConfigError
 from ..modality import INFRARED, VISIBLE, modality_of
 
 
 def _world(num_replicas, rank):
+    """``(num_replicas, rank)``, from the process group when ``num_replicas`` is None."""
     if num_replicas is None:
-        initialised = dist.is_available() and dist.is_initialized()
-        num_replicas = dist.get_world_size() if initialised else 1
-        rank = dist.get_rank() if initialised else 0
+        rank, num_replicas = rank_and_world()
     if not 0 <= (rank or 0) < num_replicas:
         raise EngineConfigError(f"rank {rank} is outside 0..{num_replicas - 1}")
     return num_replicas, rank or 0

@@ -65,7 +65,7 @@ METHODS = {
     "all": all_frames,
 }
 
-# the deterministic counterpart used at test time when only a train method is given
+# the deterministic counterpart of a random train method of the method's own
 TEST_COUNTERPART = {"restricted_random": "first_of_chunk", "sorted_random": "linspace"}
 
 
@@ -79,3 +79,19 @@ def check_method(method):
 def sample_indices(method, n, seq_len, rng):
     """Frame indices of a length-``n`` tracklet by ``method`` (a key of ``METHODS``)."""
     return METHODS[check_method(method)](n, seq_len, rng)
+
+
+def eval_sample_method(train_method, dataset_method=None, override=""):
+    """The frame sampling at test time, the one rule every loader and the feature extractor follow.
+
+    ``override`` (``video.test_sample_method``) when given; after a random train method of the
+    method's own (restricted_random, sorted_random) the dataset's protocol method ``dataset_method``
+    (HITSZ-VCM first_of_chunk, BUPTCampus linspace; also in cross-dataset runs), or without a dataset
+    the train method's deterministic counterpart; otherwise (torchreid's random, evenly, all) the
+    train method itself, as torchreid tests.
+    """
+    if override:
+        return check_method(override)
+    if train_method in TEST_COUNTERPART:
+        return check_method(dataset_method or TEST_COUNTERPART[train_method])
+    return check_method(train_method)
