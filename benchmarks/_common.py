@@ -1,11 +1,17 @@
 """What the benchmark scripts share: where results go by default, and the machine's description.
 
+Run a benchmark as ``python benchmarks/bench_<name>.py`` with the plugin installed (``pip install -e .``):
+Python puts this folder on the import path, so ``from _common import ...`` needs no path edits.
+
 Results go to ``$VLD_BENCH_OUT`` when set, else ``~/.cache/vld_plugin/benchmarks``: outside the
 checkout, so running a benchmark leaves it clean. The recorded results the README cites live in
 ``benchmarks/results/``; pass ``--out benchmarks/results`` to update them.
 """
 import os
 import platform
+
+import numpy
+import torch
 
 OUT_ENV = "VLD_BENCH_OUT"
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")  # the recorded results
@@ -30,3 +36,14 @@ def cpu_model():
             return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         return platform.processor() or platform.machine()
+
+
+def machine(device=None):
+    """The machine a benchmark ran on: CPU model and cores, Python, torch and the platform, plus
+    the GPU and CUDA version when ``device`` is a CUDA device."""
+    info = {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
+            "torch": torch.__version__, "numpy": numpy.__version__, "platform": platform.platform()}
+    if device is not None and torch.device(device).type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+        info["cuda"] = torch.version.cuda
+    return info

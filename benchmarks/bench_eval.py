@@ -13,40 +13,17 @@ the recorded run is in benchmarks/results/).
 import argparse
 import json
 import os
-import platform
 import statistics
-import sys
 import time
 
 import numpy as np
 import torch
+from _common import add_out_argument, machine
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import add_out_argument  # noqa: E402
-
-from vld_plugin import compat  # noqa: E402
-from vld_plugin.evaluation import evaluate_rank  # noqa: E402
+from vld_plugin import compat
+from vld_plugin.evaluation import evaluate_rank
 
 NUM_Q, NUM_G, NUM_IDS, NUM_CAMS, DIM = 5159, 5643, 427, 12, 256
-
-
-def machine():
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    info = {
-        "cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-        "load_average_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
-        "python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
-        "torchreid_layout": compat.LAYOUT, "platform": platform.platform(),
-    }
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
 
 
 def synthetic(seed=0):
@@ -83,6 +60,7 @@ def main(argv=None):
     add_out_argument(parser)
     args = parser.parse_args(argv)
     stem = os.path.join(args.out, "bench_eval")
+    load_at_start = os.getloadavg()
 
     d, q_pids, g_pids, q_camids, g_camids = synthetic()
     labels = (q_pids, g_pids, q_camids, g_camids)
@@ -105,7 +83,8 @@ def main(argv=None):
     result = {
         "benchmark": "evaluate_rank at HITSZ-VCM test size",
         "shape": [NUM_Q, NUM_G], "identities": NUM_IDS, "cameras": NUM_CAMS, "max_rank": 20,
-        "machine": machine(),
+        "machine": {**machine(), "torch_threads": torch.get_num_threads(), "torchreid_layout": compat.LAYOUT,
+                    "load_average_at_start": load_at_start},
         "torchreid_evaluate_rank_python_s": ref_s,
         "ours_median_s": {k: statistics.median(v) for k, v in variants.items()},
         "speedup_vs_torchreid": {k: ref_s / statistics.median(v) for k, v in variants.items()},
@@ -119,7 +98,7 @@ def main(argv=None):
     m = result["machine"]
     lines = [
         f"# evaluate_rank at HITSZ-VCM test size ({NUM_Q} x {NUM_G}, {NUM_IDS} ids, {NUM_CAMS} cameras)", "",
-        f"Machine: {m['cpu']}, {m['cpu_count']} cores ({m['torch_threads']} torch threads), "
+        f"Machine: {m['cpu']}, {m['cores']} cores ({m['torch_threads']} torch threads), "
         f"load average at start {m['load_average_at_start']}{', GPU ' + m['gpu'] if 'gpu' in m else ''}; "
         f"Python {m['python']}, torch {m['torch']}, numpy {m['numpy']}, torchreid layout {m['torchreid_layout']}.", "",
         "| implementation | time (s) | speed-up |", "|---|---|---|",

@@ -15,36 +15,18 @@ folder outside the checkout, see _common.py; the recorded run is in benchmarks/r
 import argparse
 import json
 import os
-import platform
-import sys
 import tempfile
 import time
 
-import PIL
 import torch
+from _common import add_out_argument, machine
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from _common import add_out_argument  # noqa: E402
-
-from vld_plugin import compat  # noqa: E402
-from vld_plugin.data import HitszVCM, TrackletView  # noqa: E402
-from vld_plugin.data.synthetic import generate_vcm  # noqa: E402
-from vld_plugin.data.transforms import ERASE_FILL, TrackletTransform, channel_augment, normalize, random_erase  # noqa: E402
+from vld_plugin import compat
+from vld_plugin.data import HitszVCM, TrackletView
+from vld_plugin.data.synthetic import generate_vcm
+from vld_plugin.data.transforms import ERASE_FILL, TrackletTransform, channel_augment, normalize, random_erase
 
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
-
-
-def machine():
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
-            "pillow": PIL.__version__, "platform": platform.platform()}
 
 
 def frames_per_second(get_item, n_items, seconds, seq_len):

@@ -22,30 +22,16 @@ import argparse
 import copy
 import json
 import os
-import platform
-import sys
 import time
 
 import torch
+from _common import add_out_argument, machine
 from tabulate import tabulate
 from torch.utils.flop_counter import FlopCounterMode
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import add_out_argument  # noqa: E402
-
-from vld_plugin.models import TINY_OPTIONS, create_model  # noqa: E402
+from vld_plugin.models import TINY_OPTIONS, create_model
 
 PAPER_BATCH = 32
-
-
-def machine(device):
-    info = {"python": platform.python_version(), "torch": torch.__version__,
-            "platform": platform.platform(), "cpu": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
 
 
 def count_macs(model, frames):

@@ -29,12 +29,9 @@ import sys
 import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
-sys.path.insert(0, REPO)
-sys.path.insert(0, HERE)
-from _common import add_out_argument, cpu_model  # noqa: E402
+from _common import add_out_argument, cpu_model
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO = os.path.join(REPO, "configs", "vld_demo.yaml")
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -51,9 +48,7 @@ def child(args):
     """One run: train the demo for ``args.epochs`` epochs; print the epoch times as one JSON line."""
     import torch
 
-    from vld_plugin.launch import build_engine
-    from vld_plugin.launch import build_datamanager, set_seed
-    from vld_plugin.launch import build_model
+    from vld_plugin.launch import build_datamanager, build_engine, build_model, set_seed
 
     if args.child_threads != "default":
         torch.set_num_threads(int(args.child_threads))

@@ -1,7 +1,7 @@
 """Training throughput and peak memory of VLD through the real engine step, on synthetic data.
 
-    PYTHONPATH=. python benchmarks/bench_train.py                  # full ViT-B/16, 288x144, T=6, batch 32
-    PYTHONPATH=. python benchmarks/bench_train.py --tiny --device cpu --iters 2 --warmup 1   # smoke run
+    python benchmarks/bench_train.py                  # full ViT-B/16, 288x144, T=6, batch 32
+    python benchmarks/bench_train.py --tiny --device cpu --iters 2 --warmup 1   # smoke run
 
 Everything is the training recipe's own code: the config's model (random init, no download)
 with ``--num-classes`` identities in the IMLP text encoder (HITSZ-VCM: 500; the text encoder
@@ -26,23 +26,18 @@ import argparse
 import itertools
 import json
 import os
-import platform
 import shutil
-import sys
 import tempfile
 import time
 
 import torch
+from _common import add_out_argument, machine
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import add_out_argument  # noqa: E402
-
-from vld_plugin.config import get_default_config  # noqa: E402
-from vld_plugin.data import VLDDataManager  # noqa: E402
-from vld_plugin.data.synthetic import generate_vcm  # noqa: E402
-from vld_plugin.engine import build_engine, resolve_amp  # noqa: E402
-from vld_plugin.models import TINY_OPTIONS, build_model_from_config  # noqa: E402
+from vld_plugin.config import get_default_config
+from vld_plugin.data.synthetic import generate_vcm
+from vld_plugin.engine import resolve_amp
+from vld_plugin.launch import build_datamanager, build_engine, build_model
+from vld_plugin.models import TINY_OPTIONS
 
 EPOCH_ITERS = 200
 GOAL_EPOCH_S = 40.0
@@ -50,22 +45,6 @@ GOAL_PEAK_GB = 20.0
 MODES = ("loader", "tensors")
 TENSOR_BATCHES = 4  # distinct device batches cycled in the ``tensors`` mode
 GB = 1e9
-
-
-def machine(device):
-    """CPU model and cores, GPU name, Python/torch versions."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    info = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
-            "platform": platform.platform()}
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-        info["cuda"] = torch.version.cuda
-    return info
 
 
 def reset_peak_memory(device):
@@ -159,12 +138,12 @@ def benchmark(device="cpu", amp=None, batch_size=32, seq_len=6, num_instances=4,
             generate_vcm(root, num_ids=max(16, 2 * ids_per_batch), seed=seed, height=cfg.data.height,
                          width=cfg.data.width, num_cams=3, test_fraction=0.25)
         dm = build_datamanager(cfg, root=root, sources="hitsz_vcm", targets="hitsz_vcm",
-                                        use_gpu=device.type == "cuda", verbose=False)
+                               use_gpu=device.type == "cuda", verbose=False)
         if num_classes < dm.num_train_pids:
             raise ValueError(f"--num-classes {num_classes} is below the {dm.num_train_pids} training identities "
                              f"of the synthetic copy in {root}; raise it")
         torch.manual_seed(seed)
-        model = build_model_from_config(cfg, num_classes)
+        model = build_model(cfg, num_classes)
         engine = build_engine(cfg, dm, model, use_gpu=device.type == "cuda")
         if engine.device != device:
             raise RuntimeError(f"engine runs on {engine.device}, not on the requested {device}; "

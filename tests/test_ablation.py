@@ -7,8 +7,8 @@ import pytest
 
 from projects.VLD import ablation
 from projects.VLD.ablation import build_plan, main, run_ablation, run_streaming
-from vld_plugin.errors import AblationError
 from vld_plugin.data.synthetic import generate_vcm
+from vld_plugin.errors import AblationError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO = os.path.join(REPO, "configs", "vld_demo.yaml")

@@ -6,8 +6,6 @@ import shutil
 import pytest
 import torchreid
 
-from vld_plugin import compat
-
 
 def _make_layout(tmp_path, layout):
     """A copy of the installed torchreid (either layout) in ``layout``: 'pypi' (``torchreid.reid.*``,

@@ -5,8 +5,7 @@ import pytest
 import torch
 from released import released_wrt
 
-from vld_plugin.config import get_default_config
-from vld_plugin.config import loss_kwargs
+from vld_plugin.config import get_default_config, loss_kwargs
 from vld_plugin.losses import CrossEntropyLoss, VLDLoss, WeightedRegularizedTriplet, v2t_loss
 
 E = math.e

@@ -3,8 +3,7 @@ import pytest
 import torch
 from released import released_total
 
-from vld_plugin.config import load_config
-from vld_plugin.config import loss_kwargs
+from vld_plugin.config import load_config, loss_kwargs
 from vld_plugin.launch import build_model
 from vld_plugin.losses import VLDLoss
 
