@@ -126,3 +126,29 @@ class FakeDataManager:
 
     def remove_same_camera(self, name):
         return False
+
+
+def torchreid_engine_rank1(engine, datamanager, dist_metric="euclidean", name="hitsz_vcm"):
+    """Rank-1 of a torchreid video engine's model on ``name``, computed apart from ``engine.test``: its
+    own hooks extract query and gallery features (average pooling over frames), torchreid's distance
+    and the plugin's ``evaluate_rank`` (same-identity same-camera gallery items dropped) rank them."""
+    import numpy as np
+
+    from vld_plugin import compat
+    from vld_plugin.evaluation import evaluate_rank
+
+    engine.set_model_mode("eval")
+    splits = {}
+    for split in ("query", "gallery"):
+        feats, pids, camids = [], [], []
+        for data in datamanager.test_loader[name][split]:
+            imgs, p, c = engine.parse_data_for_eval(data)
+            with torch.no_grad():
+                feats.append(engine.extract_features(imgs))
+            pids += p.tolist()
+            camids += c.tolist()
+        splits[split] = torch.cat(feats), np.array(pids), np.array(camids)
+    (qf, q_pids, q_camids), (gf, g_pids, g_camids) = splits["query"], splits["gallery"]
+    distmat = compat.metrics.compute_distance_matrix(qf, gf, dist_metric).numpy()
+    cmc, _, _ = evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids)
+    return float(cmc[0])

@@ -7,7 +7,6 @@ import pytest
 
 from projects.VLD import ablation
 from projects.VLD.ablation import build_plan, main, run_ablation, run_streaming
-from vld_plugin.data.synthetic import generate_vcm
 from vld_plugin.errors import AblationError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -90,6 +89,7 @@ def test_dry_run_prints_plan_and_writes_nothing(tmp_path, capsys):
     assert not root.exists()
 
 
+@pytest.mark.slow
 def test_run_streaming_keeps_the_last_error_line():
     code = ("import sys; print('progress\\r50%\\rdone', file=sys.stderr); "
             "print('error: bad thing', file=sys.stderr); sys.exit(3)")
@@ -97,11 +97,8 @@ def test_run_streaming_keeps_the_last_error_line():
 
 
 @pytest.mark.slow
-def test_mini_run_of_two_variants_writes_the_combined_table(tmp_path, monkeypatch, capsys):
-    data = tmp_path / "data"
-    generate_vcm(str(data / "HITSZ-VCM"), num_ids=8, seed=2, height=32, width=16, num_cams=2, min_len=12,
-                 max_len=13, short_fraction=0.0)
-    opts = ["data.root", str(data), "data.synthetic", "False", "data.height", "32", "data.width", "16",
+def test_mini_run_of_two_variants_writes_the_combined_table(tmp_path, monkeypatch, capsys, mini_data):
+    opts = ["data.root", mini_data, "data.synthetic", "False", "data.height", "32", "data.width", "16",
             "data.workers", "0", "video.seq_len", "4", "vld.layers", "2", "vld.text_layers", "1",
             "train.max_epoch", "1", "train.iters_per_epoch", "2", "train.batch_size", "8",
             "sampler.num_instances", "2", "test.batch_size", "64"]

@@ -8,11 +8,18 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_train", os.path.join(REPO, "benchmarks", "bench_train.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+@pytest.fixture
+def load_bench(monkeypatch):
+    """Loads benchmarks/bench_train.py as ``python benchmarks/bench_train.py`` runs it (its folder first on
+    the import path, for ``_common``)."""
+    monkeypatch.syspath_prepend(os.path.join(REPO, "benchmarks"))
+
+    def load():
+        spec = importlib.util.spec_from_file_location("bench_train", os.path.join(REPO, "benchmarks", "bench_train.py"))
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    return load
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +28,7 @@ def data_root(tmp_path_factory):
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
-def test_benchmark_reports_consistent_throughput_and_memory(data_root):
+def test_benchmark_reports_consistent_throughput_and_memory(data_root, load_bench):
     bench = load_bench()
     report = bench.benchmark("cpu", batch_size=8, num_instances=2, iters=2, warmup=1, tiny=True, workers=0,
                              num_classes=16, data_root=data_root)
@@ -39,7 +46,7 @@ def test_benchmark_reports_consistent_throughput_and_memory(data_root):
     assert "| loader |" in text and "not applicable" in text
 
 
-def test_goals_are_judged_on_the_full_gpu_setting():
+def test_goals_are_judged_on_the_full_gpu_setting(load_bench):
     bench = load_bench()
     base = {"tiny": False, "device": "cuda:0", "amp": "bf16", "input": "288x144", "seq_len": 6, "batch_tracklets": 32}
     fast = dict(base, modes={"loader": {"s_per_epoch": 30.0, "peak_memory_gb": 25.0}})
@@ -50,13 +57,13 @@ def test_goals_are_judged_on_the_full_gpu_setting():
     assert goals["measured_on"] == "tensors" and goals["epoch_s"]["met"] is None
 
 
-def test_benchmark_rejects_too_few_classes_for_the_data(data_root):
+def test_benchmark_rejects_too_few_classes_for_the_data(data_root, load_bench):
     with pytest.raises(ValueError, match="below the 12 training identities"):
         load_bench().benchmark("cpu", batch_size=8, num_instances=2, iters=1, warmup=0, tiny=True, workers=0,
                                num_classes=4, data_root=data_root)
 
 
-def test_benchmark_rejects_unknown_modes():
+def test_benchmark_rejects_unknown_modes(load_bench):
     with pytest.raises(ValueError, match="unknown mode"):
         load_bench().benchmark("cpu", modes=["bogus"], tiny=True)
 
@@ -67,8 +74,9 @@ def snapshot(folder):
             for d, dirs, files in os.walk(folder) if "__pycache__" not in d for f in files}
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::UserWarning")
-def test_results_go_outside_the_checkout_by_default(data_root, tmp_path, monkeypatch, capsys):
+def test_results_go_outside_the_checkout_by_default(data_root, tmp_path, monkeypatch, capsys, load_bench):
     monkeypatch.delenv("VLD_BENCH_OUT", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
     before = snapshot(os.path.join(REPO, "benchmarks"))

@@ -15,7 +15,6 @@ import pytest
 import torch
 
 from vld_plugin.checkpoint import load_checkpoint
-from vld_plugin.data.synthetic import generate_vcm
 from vld_plugin.launch import main
 from vld_plugin.optim import WarmupCosineLR
 
@@ -27,10 +26,8 @@ TINY = ["train.iters_per_epoch", "2", "data.workers", "0", "test.eval_freq", "1"
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    generate_vcm(str(root / "HITSZ-VCM"), num_ids=16, seed=3, height=64, width=32, num_cams=3, max_len=14)
-    return str(root)
+def root(cli_data):
+    return cli_data
 
 
 @pytest.fixture(scope="module")

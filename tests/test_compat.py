@@ -51,6 +51,7 @@ def test_either_layout_resolves_and_registers_everything(tmp_path, python_runner
         "True", "True", "True"]
 
 
+@pytest.mark.slow
 def test_missing_torchreid_gives_install_hint(tmp_path, python_runner):
     blocker = tmp_path / "torchreid.py"
     blocker.write_text("raise ModuleNotFoundError('No module named torchreid', name='torchreid')\n")

@@ -100,6 +100,7 @@ def test_kwargs_helpers_carry_config_values():
     assert run["eval_freq"] == 3 and run["max_epoch"] == 24 and run["ranks"] == [1, 5, 10, 20]
 
 
+@pytest.mark.slow
 def test_cli_unknown_key_exits_2_with_one_line(python_runner, tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(f"data:\n  save_dir: {tmp_path / 'run'}\n")
@@ -155,14 +156,13 @@ def test_model_defaults_live_in_the_model():
 
 
 @pytest.mark.slow
-def test_every_default_key_is_read_by_a_run(tmp_path, monkeypatch):
+def test_every_default_key_is_read_by_a_run(tmp_path, monkeypatch, mini_data):
     """A training run (with evaluation) reads every key of the default config after loading it: a key
     nothing reads would be a setting that silently does nothing."""
     from yacs.config import CfgNode
 
     from vld_plugin import launch
     from vld_plugin.config import _known_keys
-    from vld_plugin.data.synthetic import generate_vcm
 
     prefixes, read = {}, set()
 
@@ -189,10 +189,7 @@ def test_every_default_key_is_read_by_a_run(tmp_path, monkeypatch):
     monkeypatch.setattr(CfgNode, "__getattr__", recording(CfgNode.__getattr__))
     monkeypatch.setattr(CfgNode, "__getitem__", recording(dict.__getitem__))
     monkeypatch.setattr(launch, "load_config", load_and_record)
-    data = tmp_path / "data"
-    generate_vcm(str(data / "HITSZ-VCM"), num_ids=8, seed=2, height=32, width=16, num_cams=2, min_len=12,
-                 max_len=13, short_fraction=0.0)
-    opts = ["data.root", str(data), "data.synthetic", "False", "data.height", "32", "data.width", "16",
+    opts = ["data.root", mini_data, "data.synthetic", "False", "data.height", "32", "data.width", "16",
             "data.workers", "0", "video.seq_len", "4", "vld.layers", "2", "vld.text_layers", "1",
             "train.max_epoch", "1", "train.iters_per_epoch", "1", "train.batch_size", "8",
             "sampler.num_instances", "2", "test.batch_size", "64", "data.save_dir", str(tmp_path / "run")]

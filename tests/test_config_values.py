@@ -299,6 +299,7 @@ def test_torchreid_imagenet_weights_offline_are_one_line(name, cached, parameter
 
 
 # ------------------------------------------------------------------ the CLI
+@pytest.mark.slow
 def test_cli_rejects_a_bad_value_before_any_work(python_runner, tmp_path):
     """``python projects/VLD/main.py ...`` with sys.executable in the repository (conftest.run_python)."""
     save_dir = tmp_path / "run"

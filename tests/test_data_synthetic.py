@@ -3,6 +3,7 @@ import os
 
 import cv2
 import numpy as np
+import pytest
 
 from vld_plugin.data.synthetic import generate_vcm, main
 
@@ -26,6 +27,7 @@ def test_deterministic_by_seed(tmp_path):
     assert digest(a) == digest(b) != digest(c)
 
 
+@pytest.mark.slow
 def test_cli_writes_real_layout_and_infrared_is_gray(tmp_path, capsys):
     root = str(tmp_path / "v")
     main(["--format", "vcm", "--root", root, "--num-ids", "5", "--height", "32", "--width", "16", "--layout", "flat"])

@@ -12,6 +12,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+@pytest.mark.slow
 def test_two_process_ddp_matches_single_process(tmp_path):
     # both runs single-threaded, so that float reductions happen in the same order
     env = dict(os.environ, PYTHONPATH=os.path.dirname(HERE), OMP_NUM_THREADS="1")
@@ -41,15 +42,12 @@ def test_two_process_ddp_matches_single_process(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_configuration_error_under_torchrun_is_one_line_printed_once(tmp_path):
-    from vld_plugin.data.synthetic import generate_vcm
-
-    generate_vcm(str(tmp_path / "data" / "HITSZ-VCM"), num_ids=16, seed=3, height=64, width=32, num_cams=3, max_len=14)
+def test_a_configuration_error_under_torchrun_is_one_line_printed_once(tmp_path, cli_data):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     main_py = os.path.join(os.path.dirname(HERE), "projects", "VLD", "main.py")
     demo = os.path.join(os.path.dirname(HERE), "configs", "vld_demo.yaml")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", main_py,
-           "--config-file", demo, "data.root", str(tmp_path / "data"), "data.save_dir", str(tmp_path / "run"),
+           "--config-file", demo, "data.root", cli_data, "data.save_dir", str(tmp_path / "run"),
            "data.workers", "0", "train.iters_per_epoch", "2", "train.max_epoch", "1", "train.batch_size", "64"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]

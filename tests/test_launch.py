@@ -6,20 +6,19 @@ import pytest
 import torch
 
 from vld_plugin.config import load_config
-from vld_plugin.data.synthetic import generate_vcm
 from vld_plugin.launch import main
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO = os.path.join(REPO, "configs", "vld_demo.yaml")
+pytestmark = pytest.mark.slow  # end-to-end runs of the command line
+
 TINY = ["train.iters_per_epoch", "2", "data.workers", "0", "test.eval_freq", "1", "data.height", "64",
         "data.width", "32", "train.batch_size", "16", "sampler.num_instances", "2"]
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    generate_vcm(str(root / "HITSZ-VCM"), num_ids=16, seed=3, height=64, width=32, num_cams=3, max_len=14)
-    return str(root)
+def root(cli_data):
+    return cli_data
 
 
 def test_train_resume_and_evaluate(root, tmp_path, capsys):
@@ -84,10 +83,11 @@ def test_bad_checkpoint_exits_1_with_one_line(root, tmp_path, capsys):
 def test_torchreid_model_name_builds_a_frame_model():
     from vld_plugin.compat import models
     from vld_plugin.launch import build_model
+    from vld_plugin.models.frame_wise import FrameWise
 
     cfg = load_config(DEMO, ["model.name", "osnet_x0_25", "model.pretrained", "none"])
     model = build_model(cfg, num_classes=7)
-    assert type(model) is type(models.build_model("osnet_x0_25", 7, pretrained=False))
+    assert type(model).__bases__ == (FrameWise, type(models.build_model("osnet_x0_25", 7, pretrained=False)))
     assert model.classifier.out_features == 7
 
 

@@ -30,6 +30,7 @@ def test_a_foreign_object_under_our_name_is_an_error(monkeypatch):
         vld_plugin.register_all()
 
 
+@pytest.mark.slow
 def test_cli_prints_registration_table(python_runner):
     result = python_runner(["-m", "vld_plugin"])
     assert result.returncode == 0, result.stderr
@@ -39,6 +40,7 @@ def test_cli_prints_registration_table(python_runner):
         assert row.split()[-1] == "yes" and target in row
 
 
+@pytest.mark.slow
 def test_importing_the_package_loads_neither_the_engine_nor_matplotlib():
     # (TensorBoard is imported by torchreid's own engine package, which registration needs)
     code = ("import sys, vld_plugin; "
