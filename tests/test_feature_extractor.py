@@ -122,8 +122,10 @@ def test_clear_errors(saved):
         with pytest.raises(FeatureInputError, match=r"expected a tensor \(B, 4, 3, 32, 16\)"):
             extractor(bad)
     paths = write_tracklet(str(tmp / "e"), 4, np.random.default_rng(0))
-    with pytest.raises(FeatureInputError, match="wrap a single tracklet"):
+    with pytest.raises(FeatureInputError, match="but item 0 is a path; wrap a single tracklet"):
         extractor(paths)
+    with pytest.raises(FeatureInputError, match="but item 2 is a path"):
+        extractor([paths, paths, paths[0]])
     with pytest.raises(ImageReadError, match="not found: .*missing.png"):
         extractor([paths, paths[:2] + [str(tmp / "missing.png")]])
     corrupt = str(tmp / "corrupt.jpg")

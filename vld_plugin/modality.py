@@ -5,7 +5,6 @@ import collections
 VISIBLE = 0
 INFRARED = 1
 NAMES = {VISIBLE: "visible", INFRARED: "infrared"}
-SHORT = {VISIBLE: "V", INFRARED: "I"}
 
 # one cross-modal evaluation: query tracklets of one modality from a split, gallery of the other
 Protocol = collections.namedtuple(
