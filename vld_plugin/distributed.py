@@ -34,6 +34,17 @@ def rank_and_world():
     return 0, 1
 
 
+def all_gather_autograd(tensor):
+    """Every rank's ``tensor`` (the same shape on every rank) concatenated along dim 0 in rank order,
+    differentiably: the backward sums what every rank computed for each rank's part into that rank
+    (a reduce-scatter)."""
+    from torch.distributed import _functional_collectives as collectives
+
+    # torch's autograd all-gather; its name before torch 2.6 was all_gather_tensor_autograd
+    gather = getattr(collectives, "all_gather_single_autograd", None) or collectives.all_gather_tensor_autograd
+    return gather(tensor.contiguous(), 0, dist.group.WORLD)
+
+
 def gather_for_loss(outputs, targets):
     """Concatenate every rank's outputs (differentiably) and targets along the batch, in rank order.
 
@@ -41,12 +52,25 @@ def gather_for_loss(outputs, targets):
     gradients of all ranks into each owner (x world_size), which DDP's averaging cancels, so
     the update equals a single process over the global batch.
     """
-    from torch.distributed.nn.functional import all_gather
-
-    gathered = {k: torch.cat(all_gather(v)) for k, v in outputs.items()}
+    gathered = {k: all_gather_autograd(v) for k, v in outputs.items()}
     parts = [torch.empty_like(targets) for _ in range(dist.get_world_size())]
     dist.all_gather(parts, targets)
     return gathered, torch.cat(parts)
+
+
+def shard_rows(rows, compute):
+    """``compute`` over a tensor's rows, shared by the ranks: each rank computes its contiguous share
+    and the results are all-gathered differentiably (rows in order). In training under DDP this gives
+    every rank's parameters the gradient of the full computation, summed over the ranks' losses,
+    which DDP's averaging turns into the single-process gradient. One process: ``compute(rows)``."""
+    rank, world = rank_and_world()
+    if world == 1:
+        return compute(rows)
+    n = rows.shape[0]
+    per = -(-n // world)
+    mine = compute(rows[rank * per:(rank + 1) * per])
+    padding = mine.new_zeros((per - mine.shape[0],) + mine.shape[1:])  # equal shares for the all-gather
+    return all_gather_autograd(torch.cat([mine, padding]))[:n]
 
 
 def gather_objects(obj):

@@ -25,6 +25,7 @@ import torch
 import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
+from ..distributed import shard_rows
 from ..errors import ConfigError
 from .fusion import build_fusion
 from .last_block import block_at_ends
@@ -101,8 +102,13 @@ class VLD(nn.Module):
         self.feature_dim = 2 * width if sta else width
 
     def text_features(self):
-        """Text features of all identities' prompts through the frozen encoder: (num_classes, embed_dim)."""
-        return self.text_encoder(self.prompt_learner())
+        """Text features of all identities' prompts through the frozen encoder: (num_classes, embed_dim).
+
+        Under data-parallel training each rank encodes its share of the identities and the shares
+        are all-gathered with their gradients (``distributed.shard_rows``): the text pass, the same
+        on every rank, is not repeated by each of them.
+        """
+        return shard_rows(self.prompt_learner(), self.text_encoder)
 
     def _embed(self, images):
         v = self.visual
