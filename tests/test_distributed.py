@@ -1,5 +1,6 @@
 """Two gloo processes under torchrun match one process over the same global batches."""
 import os
+import socket
 import subprocess
 import sys
 
@@ -72,6 +73,33 @@ def test_ddp_shares_the_text_pass_and_matches_single_process(tmp_path):
     assert max(errors.values()) < 2e-3, {k: v for k, v in errors.items() if v >= 2e-3}
     assert errors["prompt_learner.cls_ctx"] < 1e-4
     assert torch.allclose(ddp["feats"], single["feats"], rtol=1e-3, atol=1e-4)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_nodes_train_as_two_processes_on_one_node(tmp_path):
+    """torchrun --nnodes 2 (two launches on this machine, rendezvous on 127.0.0.1, one gloo process
+    each) trains the tiny VLD to the same weights as --nproc_per_node 2 on one node."""
+    one_node, _ = run_worker(tmp_path, "one_node", "vld", 2)
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(HERE), OMP_NUM_THREADS="1")
+    port = free_port()
+    nodes = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",
+                               "--node_rank", str(node), "--master_addr", "127.0.0.1", "--master_port", str(port),
+                               os.path.join(HERE, "ddp_worker.py"), str(tmp_path / "two_nodes.pth"),
+                               str(tmp_path / "two_nodes"), "vld"],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for node in (0, 1)]
+    outputs = [node.communicate(timeout=300) for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], [err[-2000:] for _, err in outputs]
+    two_nodes = torch.load(tmp_path / "two_nodes.pth")
+    assert two_nodes["world"] == 2 and two_nodes["text_rows"] == one_node["text_rows"]
+    for key, weights in one_node["model"].items():
+        torch.testing.assert_close(two_nodes["model"][key], weights, rtol=1e-6, atol=1e-7, msg=key)
 
 
 @pytest.mark.slow
