@@ -291,3 +291,35 @@ def test_selection_keeps_the_first_best_validation_epoch(tmp_path):
     assert engine.selection["test"]["fake"]["infrared-to-visible"]["rank1"] == pytest.approx(0.2)
     state = load_checkpoint(str(tmp_path / BEST_NAME))
     assert state["epoch"] == 2 and float(next(iter(state["state_dict"].values())).flatten()[0]) == 2.0
+
+
+@pytest.mark.slow
+def test_train_compile_gives_the_eager_losses():
+    """Two steps of the tiny VLD through torch.compile (train.compile): every loss term as eager to 1e-5,
+    forward and, through the first update, backward. In float64, so that what is compared is the
+    computation, not float32 rounding (in float32 inductor's reordered sums move the total loss by
+    about 1e-5 and single WRT terms of this random tiny model by up to 2e-4)."""
+    from ddp_worker import tiny_vld
+
+    from vld_plugin.optim import build_optimizer
+
+    def in_float64(data, device, train):
+        return {k: v.double() if k == "img" else v for k, v in data.items()}
+
+    runs = []
+    for compiled in (False, True):
+        dm = FakeDataManager(augment=False)
+        dm.prepare_batch = in_float64
+        torch.manual_seed(0)
+        model = tiny_vld(dm.num_train_pids).double()
+        engine = PairedModalityEngine(dm, model, build_optimizer(model, optim="sgd", lr=0.05), use_gpu=False,
+                                      amp="off", compile=compiled)
+        assert (engine.net is not model) == compiled
+        engine.epoch, engine.batch_idx = 0, 0
+        engine.set_model_mode("train")
+        batches = iter(engine.train_loader)
+        runs.append([engine.forward_backward(next(batches)) for _ in range(2)])
+    for eager, compiled in zip(*runs):
+        assert set(eager) == set(compiled) and "v2t" in eager and "wrt_sta" in eager
+        for key, value in eager.items():
+            assert compiled[key] == pytest.approx(value, rel=1e-5), key

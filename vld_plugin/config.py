@@ -82,6 +82,7 @@ def get_default_config():
     cfg.train.amp = "auto"  # auto (bf16 if supported, else fp16 + scaler), bf16, fp16 (the released code's), off
     cfg.train.deterministic = True  # on GPU: deterministic cuDNN (benchmark off), as the released code
     cfg.train.grad_clip = 0.0  # max gradient norm; 0 = off
+    cfg.train.compile = False  # torch.compile the model for training (evaluation runs it eagerly)
     cfg.train.print_freq = 20
     cfg.train.seed = 1
 
@@ -539,7 +540,8 @@ def lr_scheduler_kwargs(cfg):
 def engine_kwargs(cfg):
     """Keyword arguments of ``PairedModalityEngine`` besides the data manager, model, optimizer,
     scheduler and loss: mixed precision, clipping and the settings a checkpoint records."""
-    return dict(amp=cfg.train.amp, grad_clip=cfg.train.grad_clip, settings=resume_settings(cfg))
+    return dict(amp=cfg.train.amp, grad_clip=cfg.train.grad_clip, compile=cfg.train.compile,
+                settings=resume_settings(cfg))
 
 
 def engine_run_kwargs(cfg):

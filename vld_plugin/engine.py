@@ -72,12 +72,14 @@ class PairedModalityEngine(compat.engine.Engine):
         criterion: ``(outputs, pids) -> (loss, terms)``; default ``VLDLoss()``.
         amp: ``auto``, ``bf16``, ``fp16`` (with a GradScaler) or ``off``.
         grad_clip: maximum gradient norm; 0 disables clipping.
+        compile: train through ``torch.compile`` of the model (DDP-wrapped under torchrun);
+            evaluation and checkpoints use the model itself.
         settings: ``{"fixed": {key: value}, "applied": {key: value}}`` stored in checkpoints; a resume
             refuses a checkpoint whose fixed settings differ and reports the applied ones that changed.
     """
 
     def __init__(self, datamanager, model, optimizer, scheduler=None, criterion=None, use_gpu=True,
-                 amp="auto", grad_clip=0.0, settings=None):
+                 amp="auto", grad_clip=0.0, compile=False, settings=None):
         super().__init__(datamanager, use_gpu)
         self.rank, self.world_size = rank_and_world()
         if self.use_gpu:
@@ -89,6 +91,8 @@ class PairedModalityEngine(compat.engine.Engine):
         if self.world_size > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.net = DistributedDataParallel(model, device_ids=ids)
+        if compile:
+            self.net = torch.compile(self.net)
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.criterion = criterion if criterion is not None else VLDLoss()

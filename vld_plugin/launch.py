@@ -255,9 +255,10 @@ def build_engine(cfg, datamanager, model, use_gpu=None):
     from .losses import VLDLoss
     from .optim import build_lr_scheduler, build_optimizer
 
+    use_gpu = torch.cuda.is_available() and use_gpu is not False
+    model.to(torch.device("cuda", torch.cuda.current_device()) if use_gpu else "cpu")  # the optimizer's device
     optimizer = build_optimizer(model, **optimizer_kwargs(cfg))
     scheduler = build_lr_scheduler(optimizer, **lr_scheduler_kwargs(cfg))
-    use_gpu = torch.cuda.is_available() if use_gpu is None else use_gpu
     return PairedModalityEngine(datamanager, model, optimizer, scheduler, criterion=VLDLoss(**loss_kwargs(cfg)),
                                 use_gpu=use_gpu, **engine_kwargs(cfg))
 

@@ -64,10 +64,14 @@ class TrackletTransform:
 
 
 def normalize(img, mean, std):
-    """uint8 (..., 3, H, W) -> float normalised by ``mean``/``std`` (given for [0, 1] pixels)."""
-    mean = torch.as_tensor(mean, dtype=torch.float32, device=img.device).view(3, 1, 1)
-    std = torch.as_tensor(std, dtype=torch.float32, device=img.device).view(3, 1, 1)
-    return img.float().mul_(1.0 / (255.0 * std)).sub_(mean / std)
+    """uint8 (..., 3, H, W) -> float normalised by ``mean``/``std`` (given for [0, 1] pixels).
+
+    Channel by channel with Python scalars: no constant tensor is copied to the device (on a GPU
+    such a copy waits for the device)."""
+    out = img.float()
+    for c in range(3):
+        out[..., c, :, :].mul_(1.0 / (255.0 * std[c])).sub_(mean[c] / std[c])
+    return out
 
 
 def random_erase(img, fill, p=0.5, area=(0.02, 0.4), aspect=0.3, attempts=100, per_tracklet=False):
@@ -93,9 +97,11 @@ def random_erase(img, fill, p=0.5, area=(0.02, 0.4), aspect=0.3, attempts=100, p
     ys, xs = torch.arange(h, device=dev), torch.arange(w, device=dev)
     rows = (ys >= y0[:, None]) & (ys < (y0 + eh)[:, None]) & apply[:, None]
     cols = (xs >= x0[:, None]) & (xs < (x0 + ew)[:, None])
-    mask = (rows[:, :, None] & cols[:, None, :]).view(b, 1 if per_tracklet else t, 1, h, w)
-    fill = torch.as_tensor(fill, dtype=img.dtype, device=dev).view(1, 1, c, 1, 1)
-    return torch.where(mask, fill, img)
+    mask = (rows[:, :, None] & cols[:, None, :]).view(b, 1 if per_tracklet else t, h, w)
+    out = img.clone()
+    for channel in range(c):  # Python scalars: no constant tensor copied to the device
+        out[:, :, channel].masked_fill_(mask, fill[channel])
+    return out
 
 
 def channel_augment(img, modality, exchange=0.5):
@@ -115,8 +121,11 @@ def channel_augment(img, modality, exchange=0.5):
     exchanged = (modality == VISIBLE) & (torch.rand(b, 1, device=dev) < exchange)
     copied = exchanged | ((modality == INFRARED) & (draw < 3))
     grayed = (modality == INFRARED) & (draw == 3) & (torch.rand(b, t, device=dev) < 0.5)
-    # one weight per input channel and frame: a one-hot copy (exact) or the gray weights
-    w = torch.nn.functional.one_hot(channel, 3).to(img.dtype)
-    w = torch.where(grayed[..., None], torch.tensor(GRAY_WEIGHTS, dtype=img.dtype, device=dev), w).view(b, t, 3, 1, 1)
-    single = img[:, :, 0:1] * w[:, :, 0:1] + img[:, :, 1:2] * w[:, :, 1:2] + img[:, :, 2:3] * w[:, :, 2:3]
+    # a one-hot copy of the chosen channel (exact), or the gray mix (Python scalars: no constant
+    # tensor copied to the device)
+    w = torch.nn.functional.one_hot(channel, 3).to(img.dtype).view(b, t, 3, 1, 1)
+    copy = img[:, :, 0:1] * w[:, :, 0:1] + img[:, :, 1:2] * w[:, :, 1:2] + img[:, :, 2:3] * w[:, :, 2:3]
+    r, g, bl = GRAY_WEIGHTS
+    gray = img[:, :, 0:1] * r + img[:, :, 1:2] * g + img[:, :, 2:3] * bl
+    single = torch.where(grayed.view(b, t, 1, 1, 1), gray, copy)
     return torch.where((copied | grayed).view(b, t, 1, 1, 1), single, img)
