@@ -7,7 +7,7 @@ import torch
 from fakes import FakeDataManager, TinyVideoModel
 
 from vld_plugin.checkpoint import CheckpointError, load_checkpoint
-from vld_plugin.config import get_default_config
+from vld_plugin.config import get_default_config, load_config
 from vld_plugin.engine import (
     EngineConfigError,
     NonFiniteLossError,
@@ -323,3 +323,52 @@ def test_train_compile_gives_the_eager_losses():
         assert set(eager) == set(compiled) and "v2t" in eager and "wrt_sta" in eager
         for key, value in eager.items():
             assert compiled[key] == pytest.approx(value, rel=1e-5), key
+
+
+HOST_SYNC_OPS = ("aten._local_scalar_dense", "aten.lift_fresh", "aten.nonzero", "aten.masked_select",
+                 "aten.unique", "aten._unique")
+
+
+def test_a_training_step_waits_for_the_device_only_to_read_the_loss(cli_data):
+    """One step of the real pipeline (data manager's normalisation, erasing and channel operations,
+    the tiny VLD, the VLD loss) records no op that makes the host wait for the device: no scalar read
+    (item, bool), no tensor made from host values (a blocking copy on a GPU), no data-dependent shape
+    (nonzero, boolean indexing). The step's one wait is the loss read (``tolist``, after the backward).
+    The optimizer's update runs outside the recording: on the CPU Adam's step counters are host
+    tensors, read without waiting for anything (on CUDA the fused update keeps them on the device)."""
+    from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
+
+    from vld_plugin.launch import build_datamanager, build_engine
+    from vld_plugin.launch import build_model as build_from_config
+
+    class Recorder(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.ops = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops.append((str(func), [a.dtype for a in args if torch.is_tensor(a)]))
+            return func(*args, **(kwargs or {}))
+
+    demo = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "vld_demo.yaml")
+    cfg = load_config(demo, ["data.root", cli_data, "data.synthetic", "False", "data.workers", "0",
+                             "train.batch_size", "8", "sampler.num_instances", "2", "data.transforms",
+                             "[random_crop,random_flip,random_erase]"])
+    dm = build_datamanager(cfg, verbose=False)
+    engine = build_engine(cfg, dm, build_from_config(cfg, dm.num_train_pids), use_gpu=False)
+    engine.epoch, engine.batch_idx = 0, 0
+    engine.set_model_mode("train")
+    data = next(iter(engine.train_loader))
+    step = engine.optimizer.step
+
+    def unrecorded_step(*args, **kwargs):
+        with _disable_current_modes():
+            return step(*args, **kwargs)
+
+    engine.optimizer.step = unrecorded_step
+    with Recorder() as recorder:
+        summary = engine.forward_backward(data)
+    assert "v2t" in summary and len(recorder.ops) > 1000
+    waits = [op for op, dtypes in recorder.ops
+             if op.startswith(HOST_SYNC_OPS) or (op.startswith("aten.index.") and torch.bool in dtypes)]
+    assert waits == []

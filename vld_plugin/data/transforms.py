@@ -123,7 +123,8 @@ def channel_augment(img, modality, exchange=0.5):
     grayed = (modality == INFRARED) & (draw == 3) & (torch.rand(b, t, device=dev) < 0.5)
     # a one-hot copy of the chosen channel (exact), or the gray mix (Python scalars: no constant
     # tensor copied to the device)
-    w = torch.nn.functional.one_hot(channel, 3).to(img.dtype).view(b, t, 3, 1, 1)
+    # (one_hot would read the channels' range back from the device to check it)
+    w = (channel[..., None] == torch.arange(3, device=dev)).to(img.dtype).view(b, t, 3, 1, 1)
     copy = img[:, :, 0:1] * w[:, :, 0:1] + img[:, :, 1:2] * w[:, :, 1:2] + img[:, :, 2:3] * w[:, :, 2:3]
     r, g, bl = GRAY_WEIGHTS
     gray = img[:, :, 0:1] * r + img[:, :, 1:2] * g + img[:, :, 2:3] * bl
