@@ -95,7 +95,8 @@ def time_steps(engine, batches, iters, warmup):
             "peak_memory_gb": peak_memory_gb(device)}
 
 
-def make_config(amp, batch_size, seq_len, num_instances, workers, tiny, grad_checkpointing, iters_per_epoch):
+def make_config(amp, batch_size, seq_len, num_instances, workers, tiny, grad_checkpointing, iters_per_epoch,
+                compile=False):
     """The plugin config of the benchmark: paper recipe, random init, tiny sizes on request."""
     cfg = get_default_config()
     cfg.model.pretrained = "none"
@@ -106,6 +107,7 @@ def make_config(amp, batch_size, seq_len, num_instances, workers, tiny, grad_che
     cfg.video.seq_len = seq_len
     cfg.data.workers = workers
     cfg.vld.grad_checkpointing = grad_checkpointing
+    cfg.train.compile = compile
     if tiny:
         sizes = dict(TINY_OPTIONS)
         cfg.data.height, cfg.data.width = sizes.pop("image_size")
@@ -115,7 +117,8 @@ def make_config(amp, batch_size, seq_len, num_instances, workers, tiny, grad_che
 
 
 def benchmark(device="cpu", amp=None, batch_size=32, seq_len=6, num_instances=4, iters=20, warmup=5, tiny=False,
-              grad_checkpointing=False, workers=4, num_classes=500, modes=MODES, data_root=None, seed=0):
+              grad_checkpointing=False, workers=4, num_classes=500, modes=MODES, data_root=None, seed=0,
+              compile=False):
     """Measure the training step in each of ``modes``; return the report (a JSON-able dict).
 
     ``data_root``: folder for the synthetic HITSZ-VCM copy (a temporary one when None).
@@ -129,7 +132,7 @@ def benchmark(device="cpu", amp=None, batch_size=32, seq_len=6, num_instances=4,
     if unknown:
         raise ValueError(f"unknown mode(s) {unknown}; choose from {list(MODES)}")
     cfg = make_config(amp, batch_size, seq_len, num_instances, workers, tiny, grad_checkpointing,
-                      iters_per_epoch=warmup + iters)
+                      iters_per_epoch=warmup + iters, compile=compile)
     tmp = tempfile.mkdtemp(prefix="bench_train_") if data_root is None else None
     root = data_root or tmp
     try:
@@ -157,6 +160,7 @@ def benchmark(device="cpu", amp=None, batch_size=32, seq_len=6, num_instances=4,
             "identities_per_batch": batch_size // (2 * num_instances), "pairs_per_identity": num_instances,
             "num_classes": num_classes, "train_ids_in_data": dm.num_train_pids,
             "amp": amp, "autocast_dtype": str(resolve_amp(amp, device)[0]), "grad_checkpointing": grad_checkpointing,
+            "compile": compile,
             "loader_workers": workers, "epoch_iters": EPOCH_ITERS, "modes": {},
         }
         for mode in modes:
@@ -235,14 +239,16 @@ def main(argv=None):
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     parser.add_argument("--tiny", action="store_true", help="tiny architecture (CPU smoke run)")
     parser.add_argument("--grad-checkpointing", action="store_true")
+    parser.add_argument("--compile", action="store_true", help="train.compile: torch.compile the model")
     parser.add_argument("--data-root", default=None, help="synthetic copy to reuse/write (default: a temp dir)")
     add_out_argument(parser)
     args = parser.parse_args(argv)
     report = benchmark(args.device, args.amp, args.batch_size, args.seq_len, args.num_instances, args.iters,
                        args.warmup, args.tiny, args.grad_checkpointing, args.workers, args.num_classes,
-                       args.modes, args.data_root)
+                       args.modes, args.data_root, compile=args.compile)
     device = torch.device(args.device).type
-    stem = f"bench_train_{device}" + ("_tiny" if args.tiny else "") + ("_gc" if args.grad_checkpointing else "")
+    stem = f"bench_train_{device}" + ("_tiny" if args.tiny else "") + ("_gc" if args.grad_checkpointing else "") + \
+        ("_compile" if args.compile else "")
     label = f"VLD training throughput on {device}"
     if args.tiny:
         label = f"SMOKE RUN ({device}, tiny model): checks that the benchmark works; not the issue's measurement"
