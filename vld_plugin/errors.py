@@ -79,6 +79,10 @@ class NonFiniteLossError(VLDError, RuntimeError):
     """The training loss became NaN or infinite; training stopped before the update."""
 
 
+class ExportError(VLDError, RuntimeError):
+    """An exported model does not reproduce the PyTorch features (ONNX Runtime check), or cannot be read."""
+
+
 class OutputError(VLDError, OSError):
     """The run cannot write its outputs (save dir is a file, unwritable, disk full)."""
 

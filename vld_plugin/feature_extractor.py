@@ -6,6 +6,9 @@
 
 Frames are chosen, resized and normalised exactly as the test loaders do (the config's test
 sampling, e.g. HITSZ-VCM's first frame of each of ``video.seq_len`` chunks).
+
+A model file ending in ``.onnx`` (written by ``projects/VLD/export.py``) runs under ONNX Runtime
+instead of PyTorch, with the same preprocessing and batching: only the forward call differs.
 """
 import torch
 
@@ -26,16 +29,45 @@ def num_classes_in(state, source):
                           "identities from; pass num_classes to FeatureExtractor")
 
 
+def is_onnx(path):
+    """Whether ``path`` names an exported ONNX model (by its suffix)."""
+    return str(path).lower().endswith(".onnx")
+
+
+def onnx_model(path, device, cfg):
+    """The exported model ``path`` under ONNX Runtime, checked against the config: frames per tracklet,
+    frame size and normalisation must be the ones the file was exported with."""
+    from .export import OnnxModel
+
+    model = OnnxModel(path, device)
+    expected = (cfg.video.seq_len, cfg.data.height, cfg.data.width)
+    if (model.seq_len, model.height, model.width) != expected:
+        raise FeatureInputError(
+            f"ONNX model {path} takes (B, {model.seq_len}, 3, {model.height}, {model.width}) tracklets but the "
+            f"config gives {expected[0]} frames of {expected[1]}x{expected[2]} (video.seq_len, data.height, "
+            "data.width); use the config it was exported with")
+    normalisation = model.normalisation()
+    if normalisation is not None and not all(
+            abs(a - b) < 1e-9 for got, cfg_values in zip(normalisation, (cfg.data.norm_mean, cfg.data.norm_std))
+            for a, b in zip(got, cfg_values)):
+        raise FeatureInputError(
+            f"ONNX model {path} was exported for inputs normalised with mean {normalisation[0]} and std "
+            f"{normalisation[1]}, but the config has data.norm_mean {list(cfg.data.norm_mean)} and data.norm_std "
+            f"{list(cfg.data.norm_std)}; use the config it was exported with")
+    return model
+
+
 class FeatureExtractor:
     """A trained model in eval mode that maps tracklets to (B, D) features.
 
     Args:
         config_file: the run's YAML config (e.g. ``<save_dir>/config.yaml``); or give ``cfg``.
-        model_path: checkpoint to load (ours, an official VLD one, or a plain state dict);
-            defaults to ``model.load_weights`` of the config.
+        model_path: checkpoint to load (ours, an official VLD one, or a plain state dict), or an
+            exported ``.onnx`` model (run by ONNX Runtime; needs the ``export`` extra); defaults to
+            ``model.load_weights`` of the config.
         opts: config overrides ``[KEY, VALUE, ...]``.
         cfg: a config node used instead of ``config_file`` (``opts`` still apply).
-        device: 'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'.
+        device: 'auto' (CUDA when available; an ONNX model: the CPU), 'cpu', 'cuda' or 'cuda:N'.
         batch_size: tracklets per forward pass (default ``test.batch_size``).
         num_classes: training identities of the checkpoint (default: read from its classifier).
     """
@@ -52,23 +84,33 @@ class FeatureExtractor:
         model_path = model_path or cfg.model.load_weights
         if not model_path:
             raise CheckpointError("no checkpoint given: pass model_path or set model.load_weights")
-        state = read_weights(model_path)
-        self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                                   "cpu" if device == "auto" else device)
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise FeatureInputError(f"device '{device}' was asked for but CUDA is not available; "
-                                    "use device='auto' or 'cpu'")
-        model = build_model(cfg, num_classes or num_classes_in(state, model_path))
-        load_model_state(model, state, model_path)
-        self.model = model.to(self.device).eval()
+        if is_onnx(model_path):
+            self.device = torch.device("cpu")  # where the batches are prepared; the session runs on `device`
+            self.model = onnx_model(model_path, "cpu" if device == "auto" else device, cfg)
+        else:
+            state = read_weights(model_path)
+            self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                                       "cpu" if device == "auto" else device)
+            if self.device.type == "cuda" and not torch.cuda.is_available():
+                raise FeatureInputError(f"device '{device}' was asked for but CUDA is not available; "
+                                        "use device='auto' or 'cpu'")
+            model = build_model(cfg, num_classes or num_classes_in(state, model_path))
+            load_model_state(model, state, model_path)
+            self.model = model.to(self.device).eval()
         self.batch_size = int(batch_size or cfg.test.batch_size)
         self.seq_len = cfg.video.seq_len
         self.sample_method = eval_sample_method(cfg.video.sample_method, override=cfg.video.test_sample_method)
         self.transform = TrackletTransform(cfg.data.height, cfg.data.width, train=False)
+        if is_onnx(model_path) and self.sample_method == "all":
+            raise FeatureInputError(f"ONNX model {model_path} takes exactly {self.seq_len} frames per tracklet, "
+                                    "but the config's test sampling 'all' keeps every frame; set "
+                                    "video.test_sample_method to another method (e.g. evenly)")
 
     def __repr__(self):
+        where = f"onnxruntime {self.model.providers[0]}" if is_onnx(getattr(self.model, "path", "")) else \
+            f"device={self.device}"
         return (f"FeatureExtractor({self.cfg.model.name}, {self.cfg.data.height}x{self.cfg.data.width}, "
-                f"{self.sample_method} x {self.seq_len}, device={self.device})")
+                f"{self.sample_method} x {self.seq_len}, {where})")
 
     @torch.no_grad()
     def __call__(self, tracklets):

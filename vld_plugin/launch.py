@@ -228,12 +228,12 @@ def report_error(line, log=None):
         log.flush()
 
 
-def build_datamanager(cfg, rank=0, world_size=1, **overrides):
+def build_datamanager(cfg, rank=0, world_size=1, generate=True, **overrides):
     """The paired-modality data manager of ``cfg`` (keyword ``overrides`` on top), generating the
-    synthetic copy first if asked to."""
+    synthetic copy first if asked to (``data.synthetic``; never when ``generate`` is False)."""
     from .data import VLDDataManager
 
-    if cfg.data.synthetic:
+    if cfg.data.synthetic and generate:
         from .data.synthetic import ensure_synthetic
 
         for name in dict.fromkeys(list(cfg.data.sources) + list(cfg.data.targets)):
