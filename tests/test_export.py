@@ -14,7 +14,7 @@ from vld_plugin import FeatureExtractor
 from vld_plugin import export as export_lib
 from vld_plugin.checkpoint import FORMAT, save_checkpoint
 from vld_plugin.config import load_config
-from vld_plugin.errors import FeatureInputError, MissingDependencyError
+from vld_plugin.errors import CheckpointError, FeatureInputError, MissingDependencyError
 from vld_plugin.export import OnnxModel, difference
 from vld_plugin.launch import build_model
 
@@ -111,6 +111,8 @@ def test_the_input_description_is_in_the_file(tmp_path, capsys):
     assert "mean [0.5, 0.5, 0.5] and std [0.25, 0.5, 0.25]" in inp.doc_string
     assert [d.dim_param or d.dim_value for d in output.type.tensor_type.shape.dim] == ["batch", 128]
     assert OnnxModel(out).normalisation() == ([0.5, 0.5, 0.5], [0.25, 0.5, 0.25])
+    assert {"model": "vld", "test_sample_method": "first_of_chunk", "seq_len": "4"}.items() <= \
+        OnnxModel(out).metadata.items()
     # FeatureExtractor refuses a config that normalises or samples otherwise than the export
     with pytest.raises(FeatureInputError, match="exported for inputs normalised with mean"):
         FeatureExtractor(DEMO, out, opts=SMALL)
@@ -170,6 +172,13 @@ def test_checkpoint_export_and_feature_extractor_on_onnx(saved, tmp_path, capsys
     assert difference(from_ckpt(u8), from_onnx(u8))[1] <= TOLERANCE
     with pytest.raises(FeatureInputError, match=r"expected a tensor \(B, 4, 3, 32, 16\)"):
         from_onnx(torch.zeros(2, 5, 3, 32, 16))
+    with pytest.raises(CheckpointError, match="ONNX model .*nope.onnx does not exist"):
+        FeatureExtractor(DEMO, str(tmp_path / "nope.onnx"), opts=SMALL)
+    damaged = tmp_path / "damaged.onnx"
+    damaged.write_bytes(open(out, "rb").read()[:5000])
+    with pytest.raises(CheckpointError, match="cannot load ONNX model .*damaged.onnx: ") as caught:
+        FeatureExtractor(DEMO, str(damaged), opts=SMALL)
+    assert "\n" not in str(caught.value)
 
 
 def test_the_authors_released_checkpoint_exports_through_the_converter(saved, tmp_path, capsys):

@@ -121,7 +121,6 @@ def export_onnx(model, path, seq_len, height, width, mean, std, opset=OPSET, dyn
     meta = {"norm_mean": json.dumps([float(m) for m in mean]), "norm_std": json.dumps([float(s) for s in std]),
             "seq_len": str(seq_len), "height": str(height), "width": str(width), "feature_dim": str(dim),
             **{k: str(v) for k, v in (metadata or {}).items()}}
-    del proto.metadata_props[:]
     for key, value in meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
@@ -240,13 +239,14 @@ def description_path(path):
 
 
 def export_and_verify(model, path, images, mean, std, tolerance=TOLERANCE, opset=OPSET, dynamo=False,
-                      info=None, data="", log=print):
+                      info=None, data="", metadata=None, log=print):
     """Export ``model`` to ``path``, check the file with ONNX Runtime, and describe it in JSON.
 
     ``images``: (B, T, 3, H, W) float tracklets normalised with ``mean`` / ``std`` (as the test
     loader gives them); T, H, W are those of the export, and the export traces another batch size
     than B, so the check covers the dynamic batch. ``data`` says where ``images`` came from;
-    ``info``: more JSON entries (the config, the weights). The ONNX file is written next to
+    ``info``: more JSON entries (the config, the weights); ``metadata``: more entries of the file's
+    metadata (strings, see :func:`export_onnx`). The ONNX file is written next to
     ``path`` under a temporary name and put in place only when the largest relative difference
     (:func:`difference`) is at most ``tolerance``; otherwise ExportError (one line, the numbers)
     and nothing is written. Returns the description (also written to :func:`description_path`).
@@ -261,7 +261,7 @@ def export_and_verify(model, path, images, mean, std, tolerance=TOLERANCE, opset
     os.close(fd)
     try:
         dim = export_onnx(model, tmp, seq_len, height, width, mean, std, opset=opset, dynamo=dynamo,
-                          sample_batch=sample_batch)
+                          sample_batch=sample_batch, metadata=metadata)
         _, _, measured = verify(model, tmp, images)
         log(f"ONNX Runtime vs PyTorch on {batch} tracklets ({data or 'given images'}): max abs difference "
             f"{measured['max_abs_diff']:.3g}, max relative difference {measured['max_rel_diff']:.3g} "

@@ -128,7 +128,8 @@ def export(args):
         "run_with": f"FeatureExtractor(config_file, '{args.output}') ({EXTRA})",
     }
     description = export_and_verify(model, args.output, images, cfg.data.norm_mean, cfg.data.norm_std,
-                                    tolerance=args.tolerance, dynamo=args.dynamo, info=info, data=data)
+                                    tolerance=args.tolerance, dynamo=args.dynamo, info=info, data=data,
+                                    metadata={"model": cfg.model.name, "test_sample_method": method})
     inp, out = description["input"], description["output"]
     print(f"exported {cfg.model.name} (weights: {weights}) to {args.output}: {inp['name']} {inp['dtype']} "
           f"{tuple(inp['shape'])} normalised with mean {description['normalisation']['mean']} and std "
