@@ -127,7 +127,7 @@ def _block_ranks(d, rows, cols, junk, chunk_elements, first_row):
         row, dist_m, col_m = d[q], dist[q, j, None], col[q, j, None]
         closer[part] = ((row < dist_m) | ((row == dist_m) & (np.arange(num_g) < col_m))).sum(1)
 
-    closer -= (np.cumsum(removed, axis=1) - removed)[match_q, match_j]  # removed items ranked before
+    closer -= np.cumsum(removed, axis=1)[match_q, match_j]  # minus the removed items ranked before
     num_matches = np.bincount(match_q, minlength=num_q)
     ranks = np.full((num_q, max(int(num_matches.max()), 1)), num_g)
     ranks[match_q, _slots(match_q, num_matches)] = closer
@@ -178,19 +178,20 @@ def evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=20, remo
                                                                              (g_camids, "g_camids")))
     rows, cols, junk = _pairs(q_pids, g_pids, q_camids, g_camids, remove_same_camera)
 
-    first_hist = np.zeros(num_g, np.int64)
-    ap_sum = inp_sum = 0.0
+    first = np.full(num_q, -1)  # per query (summed once at the end, so chunking changes no bit)
+    ap, inp = np.zeros(num_q), np.zeros(num_q)
     step = max(1, chunk_elements // num_g)
     for s in range(0, num_q, step):
         a, b = np.searchsorted(rows, [s, s + step])  # this chunk's pairs
         ranks, n = _block_ranks(_numpy(d[s:s + step]), rows[a:b] - s, cols[a:b], junk[a:b], chunk_elements, s)
-        ranks, n = ranks[n > 0], n[n > 0]
+        valid = np.flatnonzero(n)
+        ranks, n = ranks[valid], n[valid]
         hits = np.arange(1, ranks.shape[1] + 1)
-        ap_sum += (np.where(hits <= n[:, None], hits / (ranks + 1), 0).sum(1) / n).sum()
-        inp_sum += (n / (ranks[np.arange(len(n)), n - 1] + 1)).sum()
-        first_hist += np.bincount(ranks[:, 0], minlength=num_g)
+        ap[s + valid] = np.where(hits <= n[:, None], hits / (ranks + 1), 0).sum(1) / n
+        inp[s + valid] = n / (ranks[np.arange(len(n)), n - 1] + 1)
+        first[s + valid] = ranks[:, 0]
 
-    num_valid = int(first_hist.sum())
+    num_valid = int((first >= 0).sum())
     if num_valid == 0:
         raise EvaluationError(
             f"no query has a true match in the gallery ({num_q} queries, {num_g} gallery items"
@@ -199,8 +200,9 @@ def evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=20, remo
         )
     cmc = np.full(max_rank, np.nan, np.float32)
     reach = min(max_rank, num_g)
-    cmc[:reach] = first_hist.cumsum()[:reach].astype(np.float32) / np.float32(num_valid)
-    return cmc, float(ap_sum) / num_valid, float(inp_sum) / num_valid
+    cmc[:reach] = np.bincount(first[first >= 0], minlength=num_g).cumsum()[:reach].astype(np.float32)
+    cmc[:reach] /= np.float32(num_valid)
+    return cmc, float(ap.sum()) / num_valid, float(inp.sum()) / num_valid
 
 
 def ranked_gallery(distmat_row, q_pid, g_pids, topk, q_camid=None, g_camids=None):
