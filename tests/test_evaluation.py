@@ -1,6 +1,7 @@
 """evaluate_rank against torchreid and a stable reference, hand-computed cases, protocols, reports."""
 import json
 import math
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from vld_plugin.evaluation import (
     results_table,
     save_results_json,
 )
+from vld_plugin.evaluation.rank import match_ranks
 from vld_plugin.modality import INFRARED, VISIBLE, Protocol
 
 
@@ -147,6 +149,119 @@ def test_nonfinite_distance_in_a_later_chunk_is_located(bad):
 def test_bad_max_rank():
     with pytest.raises(EvaluationError, match="max_rank must be a positive integer"):
         evaluate_rank(np.zeros((1, 2)), [1], [1, 2], [0], [1, 1], max_rank=0)
+
+
+# --- match ranks against a stable argsort of whole rows ----------------------------------------
+
+def stable_ranks(distmat, q_pids, g_pids, q_camids, g_camids, remove_same_camera=True):
+    """Per query, the 0-based ranks of its matches among the kept items, from a stable argsort of the row."""
+    g_pids, g_camids = np.asarray(g_pids), np.asarray(g_camids)
+    out = []
+    for i in range(len(distmat)):
+        order = np.argsort(distmat[i], kind="stable")
+        same = g_pids[order] == q_pids[i]
+        keep = ~(same & (g_camids[order] == q_camids[i])) if remove_same_camera else np.ones(len(order), bool)
+        out.append(np.flatnonzero(same[keep]).tolist())
+    return out
+
+
+def ranks_of(*args, **kwargs):
+    ranks, n = match_ranks(*args, **kwargs)
+    return [r[:k].tolist() for r, k in zip(ranks, n)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_match_tied_with_non_matches_follows_the_column_order(dtype):
+    # query pid 7: ties at 0.5 with non-matches before (columns 0, 1) and after (column 4) the match at column 2
+    d = np.array([[0.5, 0.5, 0.5, 0.2, 0.5, 0.5]], dtype)
+    args = (d, [7], [5, 5, 7, 5, 5, 7], [0], [1] * 6)
+    assert ranks_of(*args) == [[3, 5]] == stable_ranks(*args)
+
+
+def test_several_matches_tied_together_and_with_non_matches():
+    d = np.array([[0.3, 0.3, 0.3, 0.3, 0.3, 0.1]], np.float32)
+    args = (d, [7], [1, 7, 7, 2, 7, 3], [0], [1] * 6)
+    assert ranks_of(*args) == [[2, 3, 5]] == stable_ranks(*args)
+
+
+@pytest.mark.parametrize("remove_same_camera, expected", [(True, [0, 2]), (False, [0, 1, 2, 4])])
+def test_removed_same_camera_items_tied_with_matches(remove_same_camera, expected):
+    # columns 0 and 3 share the query's pid and camera: removed under the HITSZ-VCM rule, column 0 tied with
+    # the match at column 1 and ranked before it, column 3 the nearest item
+    d = np.array([[0.3, 0.3, 0.3, 0.1, 0.3]])
+    args = (d, [7], [7, 7, 3, 7, 7], [0], [0, 1, 2, 0, 2])
+    assert ranks_of(*args, remove_same_camera) == [expected] == stable_ranks(*args, remove_same_camera)
+
+
+def test_float64_distances_equal_after_rounding_to_float32_keep_their_order():
+    # the distances near 1 all round to 1.0f, yet the match (column 1) ranks by its float64 value, not by column
+    d = np.array([[1 + 1e-12, 1.0, 5.0],
+                  [5.0, 1 + 1e-12, 1.0],
+                  [1 + 2e-12, 1 + 1e-12, 1.0],
+                  [1.0, 1 + 1e-12, 1 + 1e-12]])
+    args = (d, [7] * 4, [3, 7, 3], [0] * 4, [1, 1, 1])
+    assert ranks_of(*args) == [[0], [1], [1], [1]] == stable_ranks(*args)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_negative_zero_ties_with_zero(dtype):
+    d = np.array([[0.0, -0.0, -0.0, 0.0, -1.0],
+                  [2.0, 0.0, -0.0, 1.0, 2.0],    # a -0.0 at a higher column ranks after the match at 0.0
+                  [0.0, -0.0, 2.0, 1.0, 2.0]],   # a 0.0 at a lower column ranks before the match at -0.0
+                 dtype)
+    args = (d, [7, 7, 7], [3, 7, 3, 7, 3], [0, 0, 0], [1] * 5)
+    assert ranks_of(*args) == [[2, 4], [0, 2], [1, 2]] == stable_ranks(*args)
+
+
+def test_query_whose_matches_are_all_removed_is_skipped():
+    d = np.array([[0.1, 0.2, 0.3],    # pid 7, camera 0: both pid-7 items are on camera 0, all removed
+                  [0.3, 0.2, 0.1],    # pid 7, camera 1: matches at distance 0.1 (rank 0) and 0.3 (rank 2)
+                  [0.1, 0.1, 0.1]])   # pid 9: not in the gallery
+    args = (d, [7, 7, 9], [7, 3, 7], [0, 1, 0], [0, 2, 0])
+    assert ranks_of(*args) == [[], [0, 2], []] == stable_ranks(*args)
+    cmc, mAP, mINP = evaluate_rank(*args, max_rank=3)
+    np.testing.assert_array_equal(cmc, [1, 1, 1])
+    assert (mAP, mINP) == pytest.approx(((1 + 2 / 3) / 2, 2 / 3))
+
+
+@pytest.mark.parametrize("levels", [None, 5, 1])
+def test_match_ranks_equal_stable_argsort_for_every_chunking(levels):
+    # many ties (levels) and same-camera items; chunk sizes from one row per chunk (and one tied match
+    # recounted at a time) up to the whole matrix
+    d, qp, gp, qc, gc = random_case(9, num_q=40, num_g=120, num_ids=6, num_cams=3, levels=levels)
+    for remove_same_camera in (True, False):
+        expected = stable_ranks(d, qp, gp, qc, gc, remove_same_camera)
+        for chunk in (1, 120, 7 * 120 + 5, 1 << 22):
+            assert ranks_of(d, qp, gp, qc, gc, remove_same_camera, chunk) == expected
+
+
+@pytest.mark.parametrize("levels", [None, 3])
+def test_chunking_changes_no_bit_of_the_metrics(levels):
+    d, qp, gp, qc, gc = random_case(10, levels=levels)
+    whole = evaluate_rank(d, qp, gp, qc, gc, chunk_elements=1 << 22)
+    for chunk in (1, 150, 1000):  # one row per chunk, then 1 and 6 rows
+        cmc, mAP, mINP = evaluate_rank(d, qp, gp, qc, gc, chunk_elements=chunk)
+        np.testing.assert_array_equal(cmc, whole[0])
+        assert (mAP, mINP) == whole[1:]
+
+
+def test_chunks_bound_the_memory():
+    # random distances, the worst case: most of each row lies below the farthest match
+    rng = np.random.default_rng(11)
+    num_q, num_g = 64, 50_000
+    d = rng.random((num_q, num_g), dtype=np.float32)  # 12.8 MB
+    qp, gp = rng.integers(0, 50, num_q), rng.integers(0, 50, num_g)
+    qc, gc = rng.integers(0, 4, num_q), rng.integers(0, 4, num_g)
+    tracemalloc.start()
+    try:
+        cmc, mAP, mINP = evaluate_rank(d, qp, gp, qc, gc, chunk_elements=num_g)  # one row per chunk
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4e6  # one row's temporaries, not the matrix's (~100 bytes per distance unchunked)
+    ref_cmc, ref_map, ref_inp = reference(d, qp, gp, qc, gc, 20, True)
+    np.testing.assert_allclose(cmc, ref_cmc, rtol=1e-6)
+    assert (mAP, mINP) == pytest.approx((ref_map, ref_inp), rel=1e-12)
 
 
 def test_compute_distance_metrics():

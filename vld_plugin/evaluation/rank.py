@@ -1,14 +1,17 @@
-"""CMC, mAP and mINP from a distance matrix, vectorised in torch (CPU or GPU).
+"""CMC, mAP and mINP from a distance matrix, without sorting whole rows.
 
 The ranking follows torchreid's ``evaluate_rank`` (Market-1501 rule) and AGW's mINP, with
 one rule for ties that NumPy's unstable argsort leaves open: among gallery items at equal
 distance, the lower gallery index ranks first (a stable sort).
 
-Only the ranks of the true matches matter, and no Python loop runs over queries: each row's
-distances are sorted by value only (NumPy's SIMD sort on CPU), a match's rank is the number
-of distances below its own (``searchsorted``), plus equal ones at a lower gallery index,
-minus the removed same-camera items ranked before it. Matches are found per identity, not
-by a full query x gallery comparison.
+Only the ranks of the true matches matter. Per query, only the candidates (the distances up
+to its farthest true match, a few percent of the row for a trained model) are taken out and
+sorted, those of a whole chunk of queries in one NumPy sort of integer keys (row, distance
+rounded to float32). A match's rank is the number of candidates keyed below it
+(``searchsorted``), minus the removed same-camera items ranked before it. A match whose key
+another candidate shares (an equal distance, or a float64 one equal after rounding) is counted
+against its whole row instead, with the tie rule. The work is NumPy's, on the CPU: torch
+tensors, on any device, are copied there one chunk of queries at a time.
 """
 import numpy as np
 import torch
@@ -50,154 +53,156 @@ def check_distmat(distmat, check_finite=True):
     elif d.dtype in (torch.float16, torch.bfloat16):
         d = d.float()
     if check_finite and not bool(torch.isfinite(d).all()):
-        raise _nonfinite(d)
+        raise _nonfinite(_numpy(d))
     return d.detach().contiguous()
 
 
+def _numpy(x):
+    return x.detach().cpu().numpy() if torch.is_tensor(x) else np.asarray(x)
+
+
 def _nonfinite(d, first_row=0):
-    bad = ~torch.isfinite(d)
-    q, g = bad.nonzero()[0].tolist()
+    bad = ~np.isfinite(d)
+    q, g = np.argwhere(bad)[0]
     return EvaluationError(
         f"distmat has {int(bad.sum())} NaN/inf entries (first at query {q + first_row}, gallery {g}); "
         "check the features for NaN (diverged training or a broken checkpoint)"
     )
 
 
-def _sorted_rows(d):
-    # NumPy's SIMD sort is ~10x faster than torch's on CPU; only the values are needed
-    if d.device.type == "cpu":
-        return torch.from_numpy(np.sort(d.numpy(), axis=1))
-    return torch.sort(d, dim=1).values
-
-
 def _slots(rows, counts):
     """Position of each entry within its row, for entries grouped by ascending row."""
-    return torch.arange(len(rows), device=rows.device) - (counts.cumsum(0) - counts)[rows]
+    return np.arange(len(rows)) - (np.cumsum(counts) - counts)[rows]
 
 
 def _same_pid_pairs(q_pids, g_pids):
-    """(query row, gallery column) of every pair with equal pids, grouped by ascending row."""
-    g_sorted, g_order = torch.sort(g_pids, stable=True)
-    first = torch.searchsorted(g_sorted, q_pids, right=False)
-    counts = torch.searchsorted(g_sorted, q_pids, right=True) - first
-    rows = torch.repeat_interleave(torch.arange(len(q_pids), device=q_pids.device), counts)
+    """(query row, gallery column) of every pair with equal pids, by ascending row, then column."""
+    g_order = np.argsort(g_pids, kind="stable")
+    g_sorted = g_pids[g_order]
+    first = np.searchsorted(g_sorted, q_pids, "left")
+    counts = np.searchsorted(g_sorted, q_pids, "right") - first
+    rows = np.repeat(np.arange(len(q_pids)), counts)
     return rows, g_order[first[rows] + _slots(rows, counts)]
 
 
-def _padded(rows, cols, num_rows, fill_col, *values):
-    """Scatter per-row lists (grouped by ascending ``rows``) into (num_rows, width) tensors."""
-    n = torch.bincount(rows, minlength=num_rows)
-    width = max(int(n.max()) if len(n) else 0, 1)
-    slot = _slots(rows, n)
-    out = []
-    for v, fill in ((cols, fill_col),) + values:
-        t = torch.full((num_rows, width), fill, dtype=v.dtype, device=rows.device)
-        t[rows, slot] = v
-        out.append(t)
-    return n, out
+def _keys(rows, values):
+    """int64 keys ordered by row (int64), then value rounded to float32 (order-preserving bits; -0.0 as 0.0)."""
+    bits = values.astype(np.float32, copy=False).view(np.uint32)
+    return rows << 32 | np.where(bits >> 31, -bits, bits | np.uint32(1 << 31))
+
+
+def _block_ranks(d, rows, cols, junk, chunk_elements, first_row):
+    """``match_ranks`` of one NumPy block, given its same-pid pairs (grouped by row) and which are junk."""
+    num_q, num_g = d.shape
+    if not np.isfinite(d).all():
+        raise _nonfinite(d, first_row)
+    flat_d = d.ravel()
+
+    # each row's items of the query's pid in evaluation order (distance, then column)
+    slot = _slots(rows, np.bincount(rows, minlength=num_q))
+    col = np.full((num_q, int(slot.max(initial=0)) + 1), num_g)
+    col[rows, slot] = cols
+    dist = np.full(col.shape, np.inf, d.dtype)
+    dist[rows, slot] = flat_d[rows * num_g + cols]
+    removed = np.zeros(col.shape, bool)
+    removed[rows, slot] = junk
+    order = np.argsort(dist, axis=1, kind="stable")
+    col, dist, removed = (np.take_along_axis(a, order, 1) for a in (col, dist, removed))
+    match = (col < num_g) & ~removed
+    match_q, match_j = np.nonzero(match)
+
+    # candidates: each row's distances up to its farthest match, sorted by (row, distance)
+    flat = np.flatnonzero(d <= np.where(match, dist, -np.inf).max(1)[:, None])
+    candidates = _keys(flat // num_g, flat_d[flat])
+    candidates.sort()
+    keys = _keys(match_q, dist[match_q, match_j])  # ascending: searchsorted's fast case
+    below = np.searchsorted(candidates, keys)
+    closer = below - np.searchsorted(candidates, np.arange(num_q, dtype=np.int64) << 32)[match_q]
+
+    # a key another candidate shares: count the whole row, equal distances at a lower column first
+    shared = np.flatnonzero(np.searchsorted(candidates, keys, "right") - below > 1)
+    step = max(1, chunk_elements // num_g)
+    for part in (shared[s:s + step] for s in range(0, len(shared), step)):
+        q, j = match_q[part], match_j[part]
+        row, dist_m, col_m = d[q], dist[q, j, None], col[q, j, None]
+        closer[part] = ((row < dist_m) | ((row == dist_m) & (np.arange(num_g) < col_m))).sum(1)
+
+    closer -= np.cumsum(removed, axis=1)[match_q, match_j]  # minus the removed items ranked before
+    num_matches = np.bincount(match_q, minlength=num_q)
+    ranks = np.full((num_q, max(int(num_matches.max()), 1)), num_g)
+    ranks[match_q, _slots(match_q, num_matches)] = closer
+    return ranks, num_matches
+
+
+def _pairs(q_pids, g_pids, q_camids, g_camids, remove_same_camera):
+    """Same-pid (row, column) pairs grouped by row, and which of them the camera rule removes."""
+    rows, cols = _same_pid_pairs(q_pids, g_pids)
+    junk = (q_camids[rows] == g_camids[cols]) if remove_same_camera else np.zeros(len(rows), bool)
+    return rows, cols, junk
 
 
 def match_ranks(distmat, q_pids, g_pids, q_camids, g_camids, remove_same_camera=True, chunk_elements=1 << 22,
                 first_row=0):
     """Per query: the ranks (0-based, among kept gallery items) of its true matches.
 
-    Returns ``(ranks, num_matches)``: ``ranks`` is a (Q, M) long tensor, row i ascending in
-    its first ``num_matches[i]`` entries (the rest is padding). Memory grows with Q x G:
-    call it on row slices to bound it (``chunk_elements`` bounds only the work on ties;
-    ``first_row`` is the slice's offset, for messages). NaN/inf raise EvaluationError.
+    Arguments are NumPy arrays or torch tensors. Returns ``(ranks, num_matches)`` as long
+    tensors: ``ranks`` is (Q, M), row i ascending in its first ``num_matches[i]`` entries (the
+    rest is padding). Memory grows with Q x G: call it on row slices to bound it
+    (``chunk_elements`` bounds only the exact recount of matches with ties; ``first_row`` is
+    the slice's offset, for messages). NaN/inf raise EvaluationError.
     """
-    d = distmat
-    num_q, num_g = d.shape
-    inf = float("inf")
-    rows, cols = _same_pid_pairs(q_pids, g_pids)
-    values = d[rows, cols]
-    junk = (q_camids[rows] == g_camids[cols]) if remove_same_camera else torch.zeros_like(rows, dtype=torch.bool)
-    num_matches, (good_i, good_d) = _padded(rows[~junk], cols[~junk], num_q, num_g, (values[~junk], inf))
-    _, (junk_i, junk_d) = _padded(rows[junk], cols[junk], num_q, num_g, (values[junk], inf))
-
-    # items strictly closer than each match, then equal ones with a lower gallery index
-    sorted_d = _sorted_rows(d)
-    if not bool(torch.isfinite(sorted_d[:, [0, -1]]).all()):  # NaN and inf sort to the ends
-        raise _nonfinite(d, first_row)
-    closer = torch.searchsorted(sorted_d, good_d, right=False)
-    equal = torch.searchsorted(sorted_d, good_d, right=True) - closer
-    ties = (equal > 1).nonzero()
-    step = max(1, chunk_elements // num_g)
-    for tq, tj in (ties[s:s + step].T for s in range(0, len(ties), step)):
-        same = d[tq] == good_d[tq, tj, None]
-        lower = torch.arange(num_g, device=d.device) < good_i[tq, tj, None]
-        closer[tq, tj] += (same & lower).sum(1)
-
-    # minus the removed same-camera items that would have ranked before the match
-    jd, ji = junk_d[:, None, :], junk_i[:, None, :]
-    gd, gi = good_d[:, :, None], good_i[:, :, None]
-    closer -= ((jd < gd) | ((jd == gd) & (ji < gi))).sum(2)
-    return torch.sort(closer, dim=1).values, num_matches
+    d, q_pids, g_pids, q_camids, g_camids = map(_numpy, (distmat, q_pids, g_pids, q_camids, g_camids))
+    pairs = _pairs(q_pids, g_pids, q_camids, g_camids, remove_same_camera)
+    return tuple(map(torch.from_numpy, _block_ranks(d, *pairs, chunk_elements, first_row)))
 
 
 def evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=20, remove_same_camera=True,
                   chunk_elements=1 << 22):
     """CMC (``max_rank`` entries), mAP and mINP; smaller distance = more similar.
 
-    Arguments as torchreid's ``evaluate_rank`` (numpy arrays or torch tensors; a tensor's device
-    is used). ``remove_same_camera=True``: gallery items with the query's pid and camid are
-    dropped (HITSZ-VCM / Market-1501); ``False``: no filtering (BUPTCampus). Queries without a
-    match are skipped. Ties: the lower gallery index ranks first. CMC entries for ranks beyond
-    the gallery size are NaN. Queries are processed in chunks of about ``chunk_elements``
-    distances. Returns ``(cmc float32 numpy array, mAP float, mINP float)``.
+    Arguments as torchreid's ``evaluate_rank`` (numpy arrays or torch tensors, on any device).
+    ``remove_same_camera=True``: gallery items with the query's pid and camid are dropped
+    (HITSZ-VCM / Market-1501); ``False``: no filtering (BUPTCampus). Queries without a match
+    are skipped. Ties: the lower gallery index ranks first. CMC entries for ranks beyond the
+    gallery size are NaN. Queries are processed in chunks of about ``chunk_elements``
+    distances (at least one row), which bounds the memory. Returns ``(cmc float32 numpy
+    array, mAP float, mINP float)``.
     """
-    d = check_distmat(distmat, check_finite=False)  # checked per chunk, for free, after sorting
-    if d.device.type != "cpu":
-        return _evaluate(d, q_pids, g_pids, q_camids, g_camids, max_rank, remove_same_camera, chunk_elements)
-    # On CPU the work is NumPy's (single-threaded) sort plus small tensors, for which torch's
-    # thread pool only adds synchronisation: 10x slower on a busy machine (benchmarks/).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return _evaluate(d, q_pids, g_pids, q_camids, g_camids, max_rank, remove_same_camera, chunk_elements)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _evaluate(d, q_pids, g_pids, q_camids, g_camids, max_rank, remove_same_camera, chunk_elements):
+    d = check_distmat(distmat, check_finite=False)  # checked chunk by chunk
     num_q, num_g = d.shape
     if not isinstance(max_rank, (int, np.integer)) or max_rank < 1:
         raise EvaluationError(f"max_rank must be a positive integer, got {max_rank!r}")
-    q_pids = check_labels(q_pids, "q_pids", num_q, d.device)
-    g_pids = check_labels(g_pids, "g_pids", num_g, d.device)
-    q_camids = check_labels(q_camids, "q_camids", num_q, d.device)
-    g_camids = check_labels(g_camids, "g_camids", num_g, d.device)
+    q_pids, q_camids = (_numpy(check_labels(x, name, num_q)) for x, name in ((q_pids, "q_pids"),
+                                                                             (q_camids, "q_camids")))
+    g_pids, g_camids = (_numpy(check_labels(x, name, num_g)) for x, name in ((g_pids, "g_pids"),
+                                                                             (g_camids, "g_camids")))
+    rows, cols, junk = _pairs(q_pids, g_pids, q_camids, g_camids, remove_same_camera)
 
-    first_hist = torch.zeros(num_g, dtype=torch.long, device=d.device)
-    ap_sum = torch.zeros((), dtype=torch.float64, device=d.device)
-    inp_sum = torch.zeros((), dtype=torch.float64, device=d.device)
+    first = np.full(num_q, -1)  # per query (summed once at the end, so chunking changes no bit)
+    ap, inp = np.zeros(num_q), np.zeros(num_q)
     step = max(1, chunk_elements // num_g)
     for s in range(0, num_q, step):
-        e = min(s + step, num_q)
-        ranks, n = match_ranks(d[s:e], q_pids[s:e], g_pids, q_camids[s:e], g_camids, remove_same_camera,
-                               chunk_elements, first_row=s)
-        valid = n > 0
+        a, b = np.searchsorted(rows, [s, s + step])  # this chunk's pairs
+        ranks, n = _block_ranks(_numpy(d[s:s + step]), rows[a:b] - s, cols[a:b], junk[a:b], chunk_elements, s)
+        valid = np.flatnonzero(n)
         ranks, n = ranks[valid], n[valid]
-        if not len(n):
-            continue
-        hits = torch.arange(1, ranks.shape[1] + 1, device=d.device, dtype=torch.float64)
-        precision = (hits / (ranks + 1)).masked_fill(hits > n[:, None], 0)
-        ap_sum += (precision.sum(1) / n).sum()
-        last = ranks.gather(1, (n - 1)[:, None]).squeeze(1)
-        inp_sum += (n.double() / (last + 1).double()).sum()
-        first_hist += torch.bincount(ranks[:, 0], minlength=num_g)
+        hits = np.arange(1, ranks.shape[1] + 1)
+        ap[s + valid] = np.where(hits <= n[:, None], hits / (ranks + 1), 0).sum(1) / n
+        inp[s + valid] = n / (ranks[np.arange(len(n)), n - 1] + 1)
+        first[s + valid] = ranks[:, 0]
 
-    num_valid = int(first_hist.sum())
+    num_valid = int((first >= 0).sum())
     if num_valid == 0:
         raise EvaluationError(
             f"no query has a true match in the gallery ({num_q} queries, {num_g} gallery items"
             f"{', same-camera matches removed' if remove_same_camera else ''}); check that query and "
             "gallery pids/camids come from the same test split"
         )
-    cmc = torch.full((max_rank,), float("nan"), dtype=torch.float32)
+    cmc = np.full(max_rank, np.nan, np.float32)
     reach = min(max_rank, num_g)
-    cmc[:reach] = first_hist.cumsum(0)[:reach].cpu().float() / np.float32(num_valid)
-    return cmc.numpy(), float(ap_sum) / num_valid, float(inp_sum) / num_valid
+    cmc[:reach] = np.bincount(first[first >= 0], minlength=num_g).cumsum()[:reach].astype(np.float32)
+    cmc[:reach] /= np.float32(num_valid)
+    return cmc, float(ap.sum()) / num_valid, float(inp.sum()) / num_valid
 
 
 def ranked_gallery(distmat_row, q_pid, g_pids, topk, q_camid=None, g_camids=None):
