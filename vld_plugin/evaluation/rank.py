@@ -7,12 +7,15 @@ distance, the lower gallery index ranks first (a stable sort).
 Only the ranks of the true matches matter. Per query, only the candidates (the distances up
 to its farthest true match, a few percent of the row for a trained model) are taken out and
 sorted, those of a whole chunk of queries in one NumPy sort of integer keys (row, distance
-rounded to float32). A match's rank is the number of candidates keyed below it
-(``searchsorted``), minus the removed same-camera items ranked before it. A match whose key
+rounded to float32); chunks run on parallel threads, as many as torch uses. A match's rank is
+the number of candidates keyed below it (``searchsorted``), minus the removed same-camera
+items ranked before it. A match whose key
 another candidate shares (an equal distance, or a float64 one equal after rounding) is counted
 against its whole row instead, with the tie rule. The work is NumPy's, on the CPU: torch
 tensors, on any device, are copied there one chunk of queries at a time.
 """
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import torch
 
@@ -86,9 +89,9 @@ def _same_pid_pairs(q_pids, g_pids):
 
 
 def _keys(rows, values):
-    """int64 keys ordered by row (int64), then value rounded to float32 (order-preserving bits; -0.0 as 0.0)."""
-    bits = values.astype(np.float32, copy=False).view(np.uint32)
-    return rows << 32 | np.where(bits >> 31, -bits, bits | np.uint32(1 << 31))
+    """int64 keys ordered by row, then value rounded to float32 (order-preserving bits; -0.0 as 0.0)."""
+    bits = (values.astype(np.float32, copy=False) + np.float32(0)).view(np.int32)  # + 0 turns -0.0 into 0.0
+    return (rows << 32) + (bits ^ ((bits >> 31) & np.int32(0x7FFFFFFF)))
 
 
 def _block_ranks(d, rows, cols, junk, chunk_elements, first_row):
@@ -117,7 +120,7 @@ def _block_ranks(d, rows, cols, junk, chunk_elements, first_row):
     candidates.sort()
     keys = _keys(match_q, dist[match_q, match_j])  # ascending: searchsorted's fast case
     below = np.searchsorted(candidates, keys)
-    closer = below - np.searchsorted(candidates, np.arange(num_q, dtype=np.int64) << 32)[match_q]
+    closer = below - np.searchsorted(candidates, (np.arange(num_q, dtype=np.int64) << 32) - (1 << 31))[match_q]
 
     # a key another candidate shares: count the whole row, equal distances at a lower column first
     shared = np.flatnonzero(np.searchsorted(candidates, keys, "right") - below > 1)
@@ -157,7 +160,7 @@ def match_ranks(distmat, q_pids, g_pids, q_camids, g_camids, remove_same_camera=
 
 
 def evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=20, remove_same_camera=True,
-                  chunk_elements=1 << 22):
+                  chunk_elements=1 << 21):
     """CMC (``max_rank`` entries), mAP and mINP; smaller distance = more similar.
 
     Arguments as torchreid's ``evaluate_rank`` (numpy arrays or torch tensors, on any device).
@@ -165,7 +168,7 @@ def evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=20, remo
     (HITSZ-VCM / Market-1501); ``False``: no filtering (BUPTCampus). Queries without a match
     are skipped. Ties: the lower gallery index ranks first. CMC entries for ranks beyond the
     gallery size are NaN. Queries are processed in chunks of about ``chunk_elements``
-    distances (at least one row), which bounds the memory. Returns ``(cmc float32 numpy
+    distances (at least one row, one chunk per torch thread at a time), which bounds the memory. Returns ``(cmc float32 numpy
     array, mAP float, mINP float)``.
     """
     d = check_distmat(distmat, check_finite=False)  # checked chunk by chunk
@@ -181,7 +184,8 @@ def evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=20, remo
     first = np.full(num_q, -1)  # per query (summed once at the end, so chunking changes no bit)
     ap, inp = np.zeros(num_q), np.zeros(num_q)
     step = max(1, chunk_elements // num_g)
-    for s in range(0, num_q, step):
+
+    def rank_chunk(s):  # NumPy releases the GIL in the heavy parts: chunks run on parallel threads
         a, b = np.searchsorted(rows, [s, s + step])  # this chunk's pairs
         ranks, n = _block_ranks(_numpy(d[s:s + step]), rows[a:b] - s, cols[a:b], junk[a:b], chunk_elements, s)
         valid = np.flatnonzero(n)
@@ -190,6 +194,10 @@ def evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=20, remo
         ap[s + valid] = np.where(hits <= n[:, None], hits / (ranks + 1), 0).sum(1) / n
         inp[s + valid] = n / (ranks[np.arange(len(n)), n - 1] + 1)
         first[s + valid] = ranks[:, 0]
+
+    starts = range(0, num_q, step)
+    with ThreadPoolExecutor(min(len(starts), torch.get_num_threads())) as pool:
+        list(pool.map(rank_chunk, starts))  # list(): re-raises a chunk's error here
 
     num_valid = int((first >= 0).sum())
     if num_valid == 0:
