@@ -94,4 +94,4 @@ def test_fine_tuning_from_the_mini_clip_beats_random_init(tmp_path):
         rank1[name] = [results[p]["rank1"] for p in ("infrared-to-visible", "visible-to-infrared")]
     print(rank1)
     for pretrained, random in zip(rank1["mini_clip"], rank1["random"]):
-        assert pretrained > 0.3 and pretrained > random + 0.15
+        assert pretrained > 0.2 and pretrained > random + 0.15  # 20 test ids: chance 5%
