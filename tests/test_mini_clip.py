@@ -73,7 +73,7 @@ def test_committed_file_matches_captions_of_unseen_identities():
     data = mini_clip.build_pairs(20, seed=77)
     tokens = open_clip.get_tokenizer(mini_clip.CLIP_NAME)(data["captions"])
     top1, _ = mini_clip.evaluate(clip, data, tokens)
-    assert top1 > 0.5  # 40 captions (20 identities x 2 modalities): chance 2.5%
+    assert top1 > 0.7  # 40 captions (20 identities x 2 modalities): chance 2.5%; the committed file: 94%
     random = build_clip(mini_clip.CLIP_NAME, mini_clip.IMAGE_SIZE, None, **mini_clip.ARCH).eval()
     assert mini_clip.evaluate(random, data, tokens)[0] < 0.15
 
@@ -92,6 +92,5 @@ def test_fine_tuning_from_the_mini_clip_beats_random_init(tmp_path):
         assert main(["--config-file", DEMO, "data.save_dir", str(run), "model.pretrained", weights] + short) == 0
         results = json.load(open(run / "results.json"))["hitsz_vcm"]
         rank1[name] = [results[p]["rank1"] for p in ("infrared-to-visible", "visible-to-infrared")]
-    print(rank1)
     for pretrained, random in zip(rank1["mini_clip"], rank1["random"]):
         assert pretrained > 0.2 and pretrained > random + 0.15  # 20 test ids: chance 5%

@@ -7,7 +7,9 @@ Each identity has a body shape (height, build, head, leg length, bag), a clothin
 intensities for infrared ones (so the pattern and shape transfer across modalities and
 colour does not), and a gait (frequency, swing) that moves arms and legs across frames.
 Cameras add background, brightness, blur and noise; tracklets add scale, position, drift
-and colour jitter. Everything is a function of the seed.
+and colour jitter. Everything is a function of the seed. :func:`caption` describes an
+identity in words (visible: with colours; infrared: grey levels only), the image-text pairs
+the demo's miniature CLIP is pretrained on (``vld_plugin.models.mini_clip``).
 """
 import argparse
 import json
@@ -88,7 +90,7 @@ def caption(ident, modality, shades=True):
     Visible ('rgb') captions name clothing colours; infrared ('ir', 'fakeir') ones only grey
     levels (infrared intensities are unrelated to the visible colours). Both describe body
     shape, clothing patterns and carried objects, e.g. "a tall slim person with long legs,
-    a top with red and dark blue thin horizontal stripes, plain dark green trousers and a
+    a top with dark blue and red thin horizontal stripes, plain dark green trousers and a
     backpack, observed in day conditions." ``shades=False`` leaves out colours and grey
     levels (a terser caption, the same words in both modalities but the last).
     """
