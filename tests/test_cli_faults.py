@@ -21,8 +21,9 @@ from vld_plugin.optim import WarmupCosineLR
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAIN = os.path.join(REPO, "projects", "VLD", "main.py")
 DEMO = os.path.join(REPO, "configs", "vld_demo.yaml")
+# train.lr and train.warmup_epochs: the values the resume expectations below were written for
 TINY = ["train.iters_per_epoch", "2", "data.workers", "0", "test.eval_freq", "1", "train.batch_size", "16",
-        "sampler.num_instances", "2", "train.max_epoch", "1"]
+        "sampler.num_instances", "2", "train.max_epoch", "1", "train.lr", "0.001", "train.warmup_epochs", "1"]
 
 
 @pytest.fixture(scope="module")

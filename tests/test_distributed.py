@@ -109,7 +109,8 @@ def test_a_configuration_error_under_torchrun_is_one_line_printed_once(tmp_path,
     demo = os.path.join(os.path.dirname(HERE), "configs", "vld_demo.yaml")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", main_py,
            "--config-file", demo, "data.root", cli_data, "data.save_dir", str(tmp_path / "run"),
-           "data.workers", "0", "train.iters_per_epoch", "2", "train.max_epoch", "1", "train.batch_size", "64"]
+           "data.workers", "0", "train.iters_per_epoch", "2", "train.max_epoch", "1", "train.batch_size", "64",
+           "sampler.num_instances", "2"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert proc.returncode != 0

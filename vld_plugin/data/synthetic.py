@@ -7,7 +7,9 @@ Each identity has a body shape (height, build, head, leg length, bag), a clothin
 intensities for infrared ones (so the pattern and shape transfer across modalities and
 colour does not), and a gait (frequency, swing) that moves arms and legs across frames.
 Cameras add background, brightness, blur and noise; tracklets add scale, position, drift
-and colour jitter. Everything is a function of the seed.
+and colour jitter. Everything is a function of the seed. :func:`caption` describes an
+identity in words (visible: with colours; infrared: grey levels only), the image-text pairs
+the demo's miniature CLIP is pretrained on (``vld_plugin.models.mini_clip``).
 """
 import argparse
 import json
@@ -46,6 +48,69 @@ def make_identity(rng):
         upper_ir=ir_pair(), lower_ir=ir_pair(), skin_ir=rng.uniform(0.8, 1.0),
         gait=rng.uniform(0.05, 0.22), swing=rng.uniform(0.12, 0.45),
     )
+
+
+PATTERN_WORDS = ("plain", "horizontal stripes", "vertical stripes", "checks", "diagonal stripes", "two-tone")
+HUE_WORDS = ((15, "red"), (40, "orange"), (70, "yellow"), (165, "green"), (195, "cyan"), (255, "blue"),
+             (290, "purple"), (345, "pink"), (360, "red"))  # upper hue bound in degrees -> name
+
+
+def colour_name(rgb):
+    """English name of an RGB colour (0-255): hue word, 'dark' / 'pale' by value and saturation."""
+    hsv = cv2.cvtColor(np.uint8([[np.clip(rgb, 0, 255)]]), cv2.COLOR_RGB2HSV)[0, 0].astype(int)
+    hue = "grey" if hsv[1] < 40 else next(word for bound, word in HUE_WORDS if hsv[0] * 2 < bound)
+    if hsv[2] < 128:
+        return f"dark {hue}"
+    return f"pale {hue}" if 40 <= hsv[1] < 90 else hue
+
+
+def _grey_level(value):
+    """Name of an infrared intensity (0-1)."""
+    return "dark" if value < 0.4 else "grey" if value < 0.65 else "light" if value < 0.85 else "white"
+
+
+def _garment(kind, period, shades, noun):
+    """'top with red and dark blue thin horizontal stripes', 'plain grey trousers', ...; without
+    ``shades`` (None) the pattern alone: 'top with thin horizontal stripes', 'plain trousers'."""
+    if kind == 0:  # pattern mask empty: shades[1] everywhere
+        return f"plain {shades[1]} {noun}" if shades else f"plain {noun}"
+    if kind == 5:  # pattern mask is the lower half: shades[0] below, shades[1] above
+        return f"{noun} {shades[1]} above and {shades[0]} below" if shades else f"two-tone {noun}"
+    width = "thin " if period < 0.3 else "wide "
+    if not shades:
+        return f"{noun} with {width}{PATTERN_WORDS[kind]}"
+    first, second = sorted(shades)  # one order for both stripe colours
+    return f"{noun} with {first} and {second} {width}{PATTERN_WORDS[kind]}"
+
+
+def caption(ident, modality, shades=True):
+    """A caption of identity ``ident`` (from :func:`make_identity`) as seen in ``modality``.
+
+    Visible ('rgb') captions name clothing colours; infrared ('ir', 'fakeir') ones only grey
+    levels (infrared intensities are unrelated to the visible colours). Both describe body
+    shape, clothing patterns and carried objects, e.g. "a tall slim person with long legs,
+    a top with dark blue and red thin horizontal stripes, plain dark green trousers and a
+    backpack, observed in day conditions." ``shades=False`` leaves out colours and grey
+    levels (a terser caption, the same words in both modalities but the last).
+    """
+    ir = modality != "rgb"
+    height = "short" if ident["height"] < 0.78 else "tall" if ident["height"] > 0.86 else "medium height"
+    build = "slim" if ident["build"] < 0.27 else "broad" if ident["build"] > 0.33 else "average"
+    legs = "short legs" if ident["leg"] < 0.45 else "long legs" if ident["leg"] > 0.5 else "average legs"
+    if not shades:
+        upper = lower = None
+    elif ir:
+        upper = [_grey_level(v) for v in ident["upper_ir"]]
+        lower = [_grey_level(v) for v in ident["lower_ir"]]
+    else:
+        upper = [colour_name(c) for c in ident["upper_rgb"]]
+        lower = [colour_name(c) for c in ident["lower_rgb"]]
+    lower_kind = ident["lower"] if ident["lower"] < 2 else 5
+    top = _garment(ident["upper"], ident["upper_period"], upper, "top")
+    trousers = _garment(lower_kind, ident["lower_period"], lower, "trousers")
+    bag = ("no bag", "a backpack", "a hand bag")[ident["bag"]]
+    when = "night" if ir else "day"
+    return f"a {height} {build} person with {legs}, a {top}, {trousers} and {bag}, observed in {when} conditions."
 
 
 def make_camera(rng):
