@@ -168,8 +168,8 @@ def evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=20, remo
     (HITSZ-VCM / Market-1501); ``False``: no filtering (BUPTCampus). Queries without a match
     are skipped. Ties: the lower gallery index ranks first. CMC entries for ranks beyond the
     gallery size are NaN. Queries are processed in chunks of about ``chunk_elements``
-    distances (at least one row, one chunk per torch thread at a time), which bounds the memory. Returns ``(cmc float32 numpy
-    array, mAP float, mINP float)``.
+    distances (at least one row; one chunk per torch thread at a time), which bounds the
+    memory. Returns ``(cmc float32 numpy array, mAP float, mINP float)``.
     """
     d = check_distmat(distmat, check_finite=False)  # checked chunk by chunk
     num_q, num_g = d.shape
