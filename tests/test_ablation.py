@@ -98,8 +98,8 @@ def test_run_streaming_keeps_the_last_error_line():
 
 @pytest.mark.slow
 def test_mini_run_of_two_variants_writes_the_combined_table(tmp_path, monkeypatch, capsys, mini_data):
-    opts = ["model.pretrained", "none", "data.root", mini_data, "data.synthetic", "False", "data.height", "32", "data.width", "16",
-            "data.workers", "0", "video.seq_len", "4", "vld.layers", "2", "vld.text_layers", "1",
+    opts = ["model.pretrained", "none", "data.root", mini_data, "data.synthetic", "False", "data.height", "32",
+            "data.width", "16", "data.workers", "0", "video.seq_len", "4", "vld.layers", "2", "vld.text_layers", "1",
             "train.max_epoch", "1", "train.iters_per_epoch", "2", "train.batch_size", "8",
             "sampler.num_instances", "2", "test.batch_size", "64"]
     root = tmp_path / "abl"

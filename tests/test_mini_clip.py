@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from vld_plugin.config import load_config
-from vld_plugin.data.synthetic import _World, caption, generate_vcm
+from vld_plugin.data.synthetic import World, caption, generate_vcm
 from vld_plugin.launch import build_model, main
 from vld_plugin.models import mini_clip
 from vld_plugin.models.clip_loader import build_clip
@@ -21,7 +21,7 @@ COLOURS = ("red", "orange", "yellow", "green", "cyan", "blue", "purple", "pink")
 
 
 def test_captions_describe_attributes_and_infrared_has_no_colour():
-    world = _World(1, 128, 64)
+    world = World(1, 128, 64)
     for pid in range(1, 41):
         ident = world.identity(pid)
         visible, infrared = caption(ident, "rgb"), caption(ident, "ir")
@@ -35,8 +35,8 @@ def test_captions_describe_attributes_and_infrared_has_no_colour():
 
 
 def test_pretraining_identities_are_disjoint_from_the_demo():
-    demo = _World(1, 128, 64)  # the demo's dataset (data.synthetic: world seed 1, ids 1..70)
-    pretraining = _World(mini_clip.WORLD_OFFSET + 0, 128, 64)  # --seed 0
+    demo = World(1, 128, 64)  # the demo's dataset (data.synthetic: world seed 1, ids 1..70)
+    pretraining = World(mini_clip.WORLD_OFFSET + 0, 128, 64)  # --seed 0
     key = ("height", "build", "head", "leg", "gait", "swing")
     demo_ids = {tuple(demo.identity(p)[k] for k in key) for p in range(1, 71)}
     assert not demo_ids & {tuple(pretraining.identity(p)[k] for k in key) for p in range(1, 3001)}

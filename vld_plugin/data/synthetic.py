@@ -224,7 +224,7 @@ def _write(path, img, quality):
     buf.tofile(path)
 
 
-class _World:
+class World:
     """Deterministic identities and cameras: each is a function of (seed, kind, key) only."""
 
     def __init__(self, seed, height, width):
@@ -280,7 +280,7 @@ def generate_vcm(root, num_ids=70, seed=1, height=128, width=64, num_cams=4, tes
     if num_cams < 2:
         raise ConfigError("num_cams must be at least 2 (identities are seen in 2+ cameras per modality)")
     n_train, n_test = _split_ids(num_ids, [test_fraction])
-    world = _World(seed, height, width)
+    world = World(seed, height, width)
     info = os.path.join(root, "info")
     os.makedirs(info, exist_ok=True)
     summary = {"train_ids": n_train, "test_ids": n_test}
@@ -336,7 +336,7 @@ def generate_bupt(root, num_ids=60, seed=1, height=128, width=64, test_fraction=
     modalities, in the gallery.
     """
     n_train, n_test, n_aux = _split_ids(num_ids, [test_fraction, aux_fraction])
-    world = _World(seed, height, width)
+    world = World(seed, height, width)
     data_dir = os.path.join(root, "DATA")
     paths, lists = {}, {"train": [], "train_auxiliary": [], "query": [], "gallery": []}
     roles = ["train"] * n_train + ["test"] * n_test + ["aux"] * n_aux

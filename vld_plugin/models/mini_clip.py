@@ -28,8 +28,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ..data.synthetic import _World, caption
-from ..launch import configure_threads
+from ..data.synthetic import World, caption
 from .clip_loader import clip_config, create_clip, resize_pos_embed
 from .prompt import TEMPLATES
 
@@ -53,7 +52,7 @@ def build_pairs(num_ids, seed, tracks=1, frames=2):
     Each identity gives ``tracks`` tracklets per modality (random camera, pose and jitter),
     ``frames`` frames of each.
     """
-    world = _World(WORLD_OFFSET + seed, *RENDER_SIZE)
+    world = World(WORLD_OFFSET + seed, *RENDER_SIZE)
     index, images, caption_of, pid_of, infrared = {}, [], [], [], []
     for pid in range(1, num_ids + 1):
         rng = world.rng(6, pid)
@@ -216,6 +215,8 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-3)
     args = parser.parse_args(argv)
+    from ..launch import configure_threads
+
     configure_threads(0)  # the launcher's rule: 1 thread on 2 cores (far faster when others share them)
     start = time.time()
     clip, captions = pretrain(args.seed, args.num_ids, args.steps, args.batch_size, args.lr)
