@@ -11,7 +11,7 @@ from vld_plugin.config import load_config
 from vld_plugin.data.synthetic import World, caption, generate_vcm
 from vld_plugin.launch import build_model, main
 from vld_plugin.models import mini_clip
-from vld_plugin.models.clip_loader import build_clip
+from vld_plugin.models.clip_loader import build_clip, clip_config, create_clip
 from vld_plugin.models.prompt import TEMPLATES
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -93,3 +93,24 @@ def test_fine_tuning_from_the_mini_clip_beats_random_init(tmp_path):
         rank1[name] = [results[p]["rank1"] for p in ("infrared-to-visible", "visible-to-infrared")]
     for pretrained, random in zip(rank1["mini_clip"], rank1["random"]):
         assert pretrained > 0.2 and pretrained > random + 0.15  # 20 test ids: chance 5%
+
+
+def test_pretraining_script_reproduces_its_file_from_the_seed(tmp_path, capsys):
+    """``python -m vld_plugin.models.mini_clip`` at a toy size: the same seed writes the same weights
+    (trained: not the initial ones), and the file loads through the ``model.pretrained`` path."""
+    threads = torch.get_num_threads()
+    try:
+        for name in "ab":
+            mini_clip.main(["--seed", "0", "--out", str(tmp_path / f"{name}.pt"), "--num-ids", "6", "--steps", "2",
+                            "--batch-size", "8"])
+    finally:
+        torch.set_num_threads(threads)  # main() applies the launcher's thread rule
+    assert "step 2/2" in capsys.readouterr().out
+    a, b = (torch.load(tmp_path / f"{name}.pt", weights_only=True) for name in "ab")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    torch.manual_seed(0)  # pretrain()'s initial weights
+    initial = create_clip(clip_config(mini_clip.CLIP_NAME, mini_clip.IMAGE_SIZE, **mini_clip.ARCH))
+    change = (initial.visual.proj.detach().half() - a["visual.proj"]).abs().max()
+    assert 0 < change < 0.01  # two small steps from the seed's initialisation (weights ~0.1; another seed: ~0.6)
+    clip = build_clip(mini_clip.CLIP_NAME, mini_clip.IMAGE_SIZE, str(tmp_path / "a.pt"), **mini_clip.ARCH)
+    assert torch.equal(clip.visual.proj.detach().half(), a["visual.proj"])
