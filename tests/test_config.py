@@ -189,10 +189,11 @@ def test_every_default_key_is_read_by_a_run(tmp_path, monkeypatch, mini_data):
     monkeypatch.setattr(CfgNode, "__getattr__", recording(CfgNode.__getattr__))
     monkeypatch.setattr(CfgNode, "__getitem__", recording(dict.__getitem__))
     monkeypatch.setattr(launch, "load_config", load_and_record)
+    # model.pretrained none: 2 blocks, not the 4 of the demo's miniature CLIP file
     opts = ["data.root", mini_data, "data.synthetic", "False", "data.height", "32", "data.width", "16",
             "data.workers", "0", "video.seq_len", "4", "vld.layers", "2", "vld.text_layers", "1",
-            "train.max_epoch", "1", "train.iters_per_epoch", "1", "train.batch_size", "8",
-            "sampler.num_instances", "2", "test.batch_size", "64", "data.save_dir", str(tmp_path / "run")]
+            "model.pretrained", "none", "train.max_epoch", "1", "train.iters_per_epoch", "1", "train.batch_size",
+            "8", "sampler.num_instances", "2", "test.batch_size", "64", "data.save_dir", str(tmp_path / "run")]
     demo = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "vld_demo.yaml")
     assert launch.main(["--config-file", demo] + opts) == 0
     assert len(loaded) == 1 and (tmp_path / "run" / "results.json").is_file()

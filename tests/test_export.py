@@ -65,7 +65,8 @@ def test_difference_is_per_tracklet_relative_to_its_largest_value():
 @pytest.mark.parametrize("name, opts, dim", [
     ("vld", SMALL, 128),  # [feat_cls, feat_sta], width 64
     ("clip_tap", SMALL + ["model.name", "clip_tap"], 64),
-    ("osnet_x0_25", ["model.name", "osnet_x0_25", "video.seq_len", "3"], 512),  # frame-wise, 64x32
+    # frame-wise, 64x32; model.pretrained none: the demo's miniature CLIP file is for vld / clip_tap
+    ("osnet_x0_25", ["model.name", "osnet_x0_25", "model.pretrained", "none", "video.seq_len", "3"], 512),
 ])
 def test_random_weights_export_and_verify(name, opts, dim, tmp_path, capsys):
     out = str(tmp_path / "sub" / f"{name}.onnx")  # the folder is made
