@@ -241,7 +241,7 @@ def test_model_name_plugin_or_torchreid_with_closest_name():
         "model.name 'resnet5' is neither a VLD model nor a torchreid model; did you mean 'resnet50'?"
 
 
-def test_model_pretrained_values(tmp_path):
+def test_model_pretrained_values(tmp_path, monkeypatch):
     weights = tmp_path / "ViT-B-16.pt"
     weights.write_bytes(b"x")
     for opts in (["model.pretrained", str(weights)], ["model.pretrained", "none"], ["model.pretrained", "openai"],
@@ -251,7 +251,10 @@ def test_model_pretrained_values(tmp_path):
     missing = str(tmp_path / "gone.pt")
     message = error_of(["model.pretrained", missing])
     assert message.startswith(f"model.pretrained '{missing}' is not 'openai', 'none' or an existing file")
-    assert "model.pretrained none" in message
+    assert "model.pretrained none" in message and "current folder" not in message
+    monkeypatch.chdir(tmp_path)  # the demo's repository-relative path, run from another folder
+    message = error_of(["model.pretrained", "vld_plugin/weights/mini_clip.pt"])
+    assert f"(CLIP weights of vld, read from the current folder {tmp_path})" in message
     message = error_of(["model.name", "vld", "model.pretrained", "imagenet"])
     assert message.startswith("model.pretrained 'imagenet' is not 'openai'")
     message = error_of(["model.name", "resnet50", "model.pretrained", str(weights)])

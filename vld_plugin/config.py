@@ -445,8 +445,9 @@ def _check_pretrained(name, value):
         raise ConfigError(f"model.pretrained '{value}' does not fit torchreid model {name}: use imagenet "
                           f"(its ImageNet weights) or none; load a trained checkpoint with model.load_weights")
     if name in BUILDERS and text != "openai" and not os.path.isfile(text):
+        where = "" if os.path.isabs(text) else f", read from the current folder {os.getcwd()}"
         raise ConfigError(f"model.pretrained '{value}' is not 'openai', 'none' or an existing file (CLIP weights "
-                          f"of {name}); give the path of OpenAI's ViT-B-16.pt or set model.pretrained none")
+                          f"of {name}{where}); give the path of OpenAI's ViT-B-16.pt or set model.pretrained none")
 
 
 def videodata_kwargs(cfg):
