@@ -15,7 +15,7 @@ The model has a square 8x8 positional grid, as OpenAI's ViT-B/16 has 14x14, and 
 demo's 64x32 frames with the grid resized to 8x4 in every forward pass by the function that
 resizes it when ``model.pretrained`` loads the file. The output is a state dict in OpenAI's key
 names, fp16, that loads like ``ViT-B-16.pt``; token-embedding rows that no caption or prompt
-template uses are stored as zeros (they were never trained). About 35 minutes on 2 CPU cores.
+template uses are stored as zeros (they were never trained). 33 minutes on 2 CPU cores (1 thread).
 """
 import argparse
 import math
