@@ -1,4 +1,5 @@
 """evaluate_rank against torchreid and a stable reference, hand-computed cases, protocols, reports."""
+import contextlib
 import json
 import math
 import tracemalloc
@@ -36,6 +37,17 @@ def reference(distmat, q_pids, g_pids, q_camids, g_camids, max_rank, remove_same
         aps.append(np.mean(np.arange(1, len(pos) + 1) / (pos + 1)))
         inps.append(len(pos) / (pos[-1] + 1))
     return np.mean(cmcs, 0), np.mean(aps), np.mean(inps)
+
+
+@contextlib.contextmanager
+def torch_threads(n):
+    """torch (and so evaluate_rank) on ``n`` threads inside the block."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def random_case(seed, num_q=60, num_g=150, num_ids=25, num_cams=4, levels=None):
@@ -128,7 +140,8 @@ def test_gallery_smaller_than_max_rank_reports_nan_beyond():
     ((np.zeros((2, 3)), [1], [1, 2, 3], [0, 0], [0, 0, 0]), "q_pids has shape (1,)"),
     ((np.zeros((2, 3)), [1, 2], [1, 2, 3], [0, 0], [0, 0]), "g_camids has shape (2,)"),
     ((np.zeros((2, 3)), [1.5, 2], [1, 2, 3], [0, 0], [0, 0, 0]), "integer labels"),
-    ((np.array([[0.1, np.nan, 0.2]]), [1], [1, 2, 3], [0], [1, 1, 1]), "NaN/inf entries (first at query 0, gallery 1)"),
+    ((np.array([[0.1, np.nan, 0.2]]), [1], [1, 2, 3], [0], [1, 1, 1]),
+     "NaN/inf entries (first at query 0, gallery 1; 1 in queries 0-0)"),
     ((np.zeros((1, 3)), [9], [1, 2, 3], [0], [1, 1, 1]), "no query has a true match"),
     ((np.zeros((1, 3)), [1], [1, 2, 3], [0], [0, 1, 1]), "no query has a true match"),
 ])
@@ -142,8 +155,10 @@ def test_bad_input_gives_one_line_errors(args, message):
 def test_nonfinite_distance_in_a_later_chunk_is_located(bad):
     d, qp, gp, qc, gc = random_case(7)
     d[41, 17] = bad
-    with pytest.raises(EvaluationError, match=r"1 NaN/inf entries \(first at query 41, gallery 17\)"):
-        evaluate_rank(d, qp, gp, qc, gc, chunk_elements=10 * d.shape[1])
+    d[45, 3] = bad
+    message = r"NaN/inf entries \(first at query 41, gallery 17; 2 in queries 40-49\)"
+    with torch_threads(1), pytest.raises(EvaluationError, match=message):
+        evaluate_rank(d, qp, gp, qc, gc, chunk_elements=10 * d.shape[1])  # chunks of 10 queries
 
 
 def test_bad_max_rank():
@@ -252,15 +267,13 @@ def test_chunks_bound_the_memory():
     d = rng.random((num_q, num_g), dtype=np.float32)  # 12.8 MB
     qp, gp = rng.integers(0, 50, num_q), rng.integers(0, 50, num_g)
     qc, gc = rng.integers(0, 4, num_q), rng.integers(0, 4, num_g)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)  # two chunks in flight at a time
     tracemalloc.start()
     try:
-        cmc, mAP, mINP = evaluate_rank(d, qp, gp, qc, gc, chunk_elements=num_g)  # one row per chunk
+        with torch_threads(2):  # two chunks in flight at a time, one row each (at least one per thread)
+            cmc, mAP, mINP = evaluate_rank(d, qp, gp, qc, gc, chunk_elements=num_g)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-        torch.set_num_threads(threads)
     assert peak < 8e6  # two rows' temporaries, not the matrix's (~100 bytes per distance unchunked)
     ref_cmc, ref_map, ref_inp = reference(d, qp, gp, qc, gc, 20, True)
     np.testing.assert_allclose(cmc, ref_cmc, rtol=1e-6)

@@ -9,10 +9,10 @@ to its farthest true match, a few percent of the row for a trained model) are ta
 sorted, those of a whole chunk of queries in one NumPy sort of integer keys (row, distance
 rounded to float32); chunks run on parallel threads, as many as torch uses. A match's rank is
 the number of candidates keyed below it (``searchsorted``), minus the removed same-camera
-items ranked before it. A match whose key
-another candidate shares (an equal distance, or a float64 one equal after rounding) is counted
-against its whole row instead, with the tie rule. The work is NumPy's, on the CPU: torch
-tensors, on any device, are copied there one chunk of queries at a time.
+items ranked before it. A match whose key another candidate shares (an equal distance, or a
+float64 one equal after rounding) is counted against its whole row instead, with the tie rule.
+The work is NumPy's, on the CPU: torch tensors, on any device, are copied there one chunk of
+queries at a time.
 """
 from concurrent.futures import ThreadPoolExecutor
 
@@ -65,11 +65,12 @@ def _numpy(x):
 
 
 def _nonfinite(d, first_row=0):
+    """EvaluationError for the rows ``d`` (queries ``first_row`` on): where the first NaN/inf is, and how many."""
     bad = ~np.isfinite(d)
     q, g = np.argwhere(bad)[0]
     return EvaluationError(
-        f"distmat has {int(bad.sum())} NaN/inf entries (first at query {q + first_row}, gallery {g}); "
-        "check the features for NaN (diverged training or a broken checkpoint)"
+        f"distmat has NaN/inf entries (first at query {q + first_row}, gallery {g}; {int(bad.sum())} in queries "
+        f"{first_row}-{first_row + len(d) - 1}); check the features for NaN (diverged training or a broken checkpoint)"
     )
 
 
@@ -160,16 +161,16 @@ def match_ranks(distmat, q_pids, g_pids, q_camids, g_camids, remove_same_camera=
 
 
 def evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=20, remove_same_camera=True,
-                  chunk_elements=1 << 21):
+                  chunk_elements=1 << 22):
     """CMC (``max_rank`` entries), mAP and mINP; smaller distance = more similar.
 
     Arguments as torchreid's ``evaluate_rank`` (numpy arrays or torch tensors, on any device).
     ``remove_same_camera=True``: gallery items with the query's pid and camid are dropped
     (HITSZ-VCM / Market-1501); ``False``: no filtering (BUPTCampus). Queries without a match
     are skipped. Ties: the lower gallery index ranks first. CMC entries for ranks beyond the
-    gallery size are NaN. Queries are processed in chunks of about ``chunk_elements``
-    distances (at least one row; one chunk per torch thread at a time), which bounds the
-    memory. Returns ``(cmc float32 numpy array, mAP float, mINP float)``.
+    gallery size are NaN. Queries are processed in chunks on as many threads as torch uses,
+    about ``chunk_elements`` distances in all at a time (at least one row per thread), which
+    bounds the memory. Returns ``(cmc float32 numpy array, mAP float, mINP float)``.
     """
     d = check_distmat(distmat, check_finite=False)  # checked chunk by chunk
     num_q, num_g = d.shape
@@ -183,7 +184,8 @@ def evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=20, remo
 
     first = np.full(num_q, -1)  # per query (summed once at the end, so chunking changes no bit)
     ap, inp = np.zeros(num_q), np.zeros(num_q)
-    step = max(1, chunk_elements // num_g)
+    threads = torch.get_num_threads()
+    step = max(1, chunk_elements // (num_g * threads))  # all threads' chunks together: chunk_elements
 
     def rank_chunk(s):  # NumPy releases the GIL in the heavy parts: chunks run on parallel threads
         a, b = np.searchsorted(rows, [s, s + step])  # this chunk's pairs
@@ -196,7 +198,7 @@ def evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=20, remo
         first[s + valid] = ranks[:, 0]
 
     starts = range(0, num_q, step)
-    with ThreadPoolExecutor(min(len(starts), torch.get_num_threads())) as pool:
+    with ThreadPoolExecutor(min(len(starts), threads)) as pool:
         list(pool.map(rank_chunk, starts))  # list(): re-raises a chunk's error here
 
     num_valid = int((first >= 0).sum())
