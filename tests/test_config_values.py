@@ -21,6 +21,7 @@ from vld_plugin.config import (
 )
 from vld_plugin.errors import OptimConfigError, PretrainedWeightsError
 from vld_plugin.launch import build_model
+from vld_plugin.models import mini_clip
 from vld_plugin.optim import build_lr_scheduler, build_optimizer
 
 
@@ -252,9 +253,13 @@ def test_model_pretrained_values(tmp_path, monkeypatch):
     message = error_of(["model.pretrained", missing])
     assert message.startswith(f"model.pretrained '{missing}' is not 'openai', 'none' or an existing file")
     assert "model.pretrained none" in message and "current folder" not in message
-    monkeypatch.chdir(tmp_path)  # the demo's repository-relative path, run from another folder
-    message = error_of(["model.pretrained", "vld_plugin/weights/mini_clip.pt"])
+    monkeypatch.chdir(tmp_path)  # a relative path, and the demo's repository-relative one, from another folder
+    message = error_of(["model.pretrained", "weights/gone.pt"])
     assert f"(CLIP weights of vld, read from the current folder {tmp_path})" in message
+    message = error_of(["model.pretrained", "vld_plugin/weights/mini_clip.pt"])
+    assert message.startswith(f"model.pretrained 'vld_plugin/weights/mini_clip.pt' is read from the current folder "
+                              f"{tmp_path}, where it does not exist; run from the repository root or set "
+                              f"model.pretrained {mini_clip.DEFAULT_WEIGHTS}")
     message = error_of(["model.name", "vld", "model.pretrained", "imagenet"])
     assert message.startswith("model.pretrained 'imagenet' is not 'openai'")
     message = error_of(["model.name", "resnet50", "model.pretrained", str(weights)])

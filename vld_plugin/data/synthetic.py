@@ -91,7 +91,7 @@ def caption(ident, modality, shades=True):
     shape, clothing patterns and carried objects, e.g. "a tall slim person with long legs,
     a top with dark blue and red thin horizontal stripes, plain dark green trousers and a
     backpack, observed in day conditions." ``shades=False`` leaves out colours and grey
-    levels (a terser caption, the same words in both modalities but the last).
+    levels (a terser caption: the same words in both modalities but 'day' / 'night').
     """
     ir = modality != "rgb"
     height = "short" if ident["height"] < 0.78 else "tall" if ident["height"] > 0.86 else "medium height"
