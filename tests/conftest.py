@@ -15,6 +15,16 @@ def run_python(args, cwd=REPO, env_extra=None, timeout=300):
     return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.fixture(autouse=True)
+def keep_torch_threads():
+    """Restore torch's thread count after each test: the CLI, the mini CLIP script and some tests set it."""
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def python_runner():
     return run_python

@@ -245,21 +245,17 @@ def test_fresh_install_without_matplotlib(root, tmp_path):
 def test_threads_leave_room_for_the_loader_workers(monkeypatch):
     from vld_plugin.launch import configure_threads
 
-    before = torch.get_num_threads()
-    try:
-        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-        monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
-        torch.set_num_threads(16)
-        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)))
-        assert configure_threads(8) == 7 and torch.get_num_threads() == 7
-        assert configure_threads(0) == 7  # never more than it had
-        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
-        assert configure_threads(2) == 1 and configure_threads(0) == 1 and torch.get_num_threads() == 1
-        torch.set_num_threads(3)
-        monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's choice wins
-        assert configure_threads(0) == 3 and torch.get_num_threads() == 3
-    finally:
-        torch.set_num_threads(before)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    torch.set_num_threads(16)  # restored after the test (conftest)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)))
+    assert configure_threads(8) == 7 and torch.get_num_threads() == 7
+    assert configure_threads(0) == 7  # never more than it had
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    assert configure_threads(2) == 1 and configure_threads(0) == 1 and torch.get_num_threads() == 1
+    torch.set_num_threads(3)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's choice wins
+    assert configure_threads(0) == 3 and torch.get_num_threads() == 3
 
 
 def test_the_interrupt_line_names_only_a_checkpoint_this_run_can_resume(root, trained, tmp_path):

@@ -1,5 +1,4 @@
 """evaluate_rank against torchreid and a stable reference, hand-computed cases, protocols, reports."""
-import contextlib
 import json
 import math
 import tracemalloc
@@ -37,17 +36,6 @@ def reference(distmat, q_pids, g_pids, q_camids, g_camids, max_rank, remove_same
         aps.append(np.mean(np.arange(1, len(pos) + 1) / (pos + 1)))
         inps.append(len(pos) / (pos[-1] + 1))
     return np.mean(cmcs, 0), np.mean(aps), np.mean(inps)
-
-
-@contextlib.contextmanager
-def torch_threads(n):
-    """torch (and so evaluate_rank) on ``n`` threads inside the block."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def random_case(seed, num_q=60, num_g=150, num_ids=25, num_cams=4, levels=None):
@@ -157,7 +145,8 @@ def test_nonfinite_distance_in_a_later_chunk_is_located(bad):
     d[41, 17] = bad
     d[45, 3] = bad
     message = r"NaN/inf entries \(first at query 41, gallery 17; 2 in queries 40-49\)"
-    with torch_threads(1), pytest.raises(EvaluationError, match=message):
+    torch.set_num_threads(1)  # one chunk at a time (restored after the test by conftest)
+    with pytest.raises(EvaluationError, match=message):
         evaluate_rank(d, qp, gp, qc, gc, chunk_elements=10 * d.shape[1])  # chunks of 10 queries
 
 
@@ -269,8 +258,8 @@ def test_chunks_bound_the_memory():
     qc, gc = rng.integers(0, 4, num_q), rng.integers(0, 4, num_g)
     tracemalloc.start()
     try:
-        with torch_threads(2):  # two chunks in flight at a time, one row each (at least one per thread)
-            cmc, mAP, mINP = evaluate_rank(d, qp, gp, qc, gc, chunk_elements=num_g)
+        torch.set_num_threads(2)  # two chunks in flight, one row each (restored after the test by conftest)
+        cmc, mAP, mINP = evaluate_rank(d, qp, gp, qc, gc, chunk_elements=num_g)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()

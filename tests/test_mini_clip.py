@@ -98,13 +98,9 @@ def test_fine_tuning_from_the_mini_clip_beats_random_init(tmp_path):
 def test_pretraining_script_reproduces_its_file_from_the_seed(tmp_path, capsys):
     """``python -m vld_plugin.models.mini_clip`` at a toy size: the same seed writes the same weights
     (trained: not the initial ones), and the file loads through the ``model.pretrained`` path."""
-    threads = torch.get_num_threads()
-    try:
-        for name in "ab":
-            mini_clip.main(["--seed", "0", "--out", str(tmp_path / f"{name}.pt"), "--num-ids", "6", "--steps", "2",
-                            "--batch-size", "8"])
-    finally:
-        torch.set_num_threads(threads)  # main() sets one thread
+    for name in "ab":  # main() sets one thread (restored after the test by conftest)
+        mini_clip.main(["--seed", "0", "--out", str(tmp_path / f"{name}.pt"), "--num-ids", "6", "--steps", "2",
+                        "--batch-size", "8"])
     assert "step 2/2" in capsys.readouterr().out
     a, b = (torch.load(tmp_path / f"{name}.pt", weights_only=True) for name in "ab")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

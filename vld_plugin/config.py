@@ -445,13 +445,14 @@ def _check_pretrained(name, value):
         raise ConfigError(f"model.pretrained '{value}' does not fit torchreid model {name}: use imagenet "
                           f"(its ImageNet weights) or none; load a trained checkpoint with model.load_weights")
     if name in BUILDERS and text != "openai" and not os.path.isfile(text):
-        in_repository = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), text)
-        if not os.path.isabs(text) and os.path.isfile(in_repository):  # the demo's path, run from elsewhere
-            raise ConfigError(f"model.pretrained '{value}' is read from the current folder {os.getcwd()}, where it "
-                              f"does not exist; run from the repository root or set model.pretrained {in_repository}")
-        where = "" if os.path.isabs(text) else f", read from the current folder {os.getcwd()}"
+        where, fix = "", "give the path of OpenAI's ViT-B-16.pt or set model.pretrained none"
+        if not os.path.isabs(text):
+            where = f", read from the current folder {os.getcwd()}"
+            in_repository = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), text)
+            if os.path.isfile(in_repository):  # the demo's repository-relative path, run from elsewhere
+                fix = f"run from the repository root or set model.pretrained {in_repository}"
         raise ConfigError(f"model.pretrained '{value}' is not 'openai', 'none' or an existing file (CLIP weights "
-                          f"of {name}{where}); give the path of OpenAI's ViT-B-16.pt or set model.pretrained none")
+                          f"of {name}{where}); {fix}")
 
 
 def videodata_kwargs(cfg):

@@ -189,7 +189,7 @@ def evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=20, remo
 
     def rank_chunk(s):  # NumPy releases the GIL in the heavy parts: chunks run on parallel threads
         a, b = np.searchsorted(rows, [s, s + step])  # this chunk's pairs
-        ranks, n = _block_ranks(_numpy(d[s:s + step]), rows[a:b] - s, cols[a:b], junk[a:b], chunk_elements, s)
+        ranks, n = _block_ranks(_numpy(d[s:s + step]), rows[a:b] - s, cols[a:b], junk[a:b], step * num_g, s)
         valid = np.flatnonzero(n)
         ranks, n = ranks[valid], n[valid]
         hits = np.arange(1, ranks.shape[1] + 1)
